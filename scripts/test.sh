@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test suite. Installs what the tests need (the aarch64 cross compiler when root), then runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v aarch64-linux-gnu-g++ >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      gcc-aarch64-linux-gnu g++-aarch64-linux-gnu >/dev/null) || echo "warning: could not install the aarch64 cross compiler"
+fi
+bash scripts/setup.sh
+export TVM_NUM_THREADS=${TVM_NUM_THREADS:-$(nproc)}
+exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,27 @@
+"""Keep a model's reference functions in step with the sparse ops it uses."""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from sparsecc.ops.reference import reference_function
+from sparsecc.ops.schema import DOMAIN, DOMAIN_VERSION, SPARSE_OP_TYPES
+
+MIN_OPSET = 18  # ScatterElements reduction="add", Shape start/end
+
+
+def attach_reference_functions(model: ir.Model) -> None:
+    """Add a body for each sparse op type used, drop bodies no longer used (idempotent)."""
+    used = {node.op_type for node in model.graph if node.domain == DOMAIN}
+    opset = max(model.opset_imports.get("", MIN_OPSET), MIN_OPSET)
+    for op_type in SPARSE_OP_TYPES:
+        key = (DOMAIN, op_type, "")
+        if op_type in used and key not in model.functions:
+            model.functions[key] = reference_function(op_type, opset)
+        elif op_type not in used and key in model.functions:
+            del model.functions[key]
+    if used:
+        model.opset_imports[DOMAIN] = DOMAIN_VERSION
+        model.opset_imports.setdefault("", opset)
+    else:
+        model.opset_imports.pop(DOMAIN, None)

@@ -1,0 +1,112 @@
+"""The canonical linear form that every sparsity pass works on.
+
+After `canonicalize`, a linear layer with a constant weight is
+`MatMul(X, Wt)` with `Wt` a 2-D float initializer holding `W^T` ([in, out]),
+optionally followed by `Add(Y, b)` with `b` a 1-D initializer [out] when `Y`
+feeds nothing else. Only standard ONNX: a canonical model still runs anywhere.
+Each weight initializer carries its user-facing name in metadata (PARAM_KEY).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_ir as ir
+
+PARAM_KEY = "sparsecc.param"  # metadata_props: torch parameter / original initializer name
+
+
+@dataclasses.dataclass
+class LinearMatch:
+    """One linear layer in canonical form."""
+
+    matmul: ir.Node
+    x: ir.Value
+    weight: ir.Value  # initializer holding W^T [in, out]
+    add: ir.Node | None
+    bias: ir.Value | None  # initializer [out]
+
+    @property
+    def output(self) -> ir.Value:
+        return (self.add or self.matmul).outputs[0]
+
+    @property
+    def name(self) -> str:
+        return weight_name(self.weight)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """W's shape [out, in]."""
+        inp, out = self.weight.const_value.shape
+        return int(out), int(inp)
+
+    def w(self) -> np.ndarray:
+        """W[out, in] in torch layout, float32."""
+        return np.ascontiguousarray(self.weight.const_value.numpy().T, dtype=np.float32)
+
+    def b(self) -> np.ndarray | None:
+        return None if self.bias is None else self.bias.const_value.numpy()
+
+
+def weight_name(value: ir.Value) -> str:
+    return value.metadata_props.get(PARAM_KEY) or value.name or "<unnamed>"
+
+
+def constant_of(value: ir.Value | None) -> ir.TensorProtocol | None:
+    """The tensor of an initializer (not a graph input that could be overridden)."""
+    if value is None or value.const_value is None or value.is_graph_input():
+        return None
+    return value.const_value
+
+
+def is_float_weight(value: ir.Value, rank: int) -> bool:
+    tensor = constant_of(value)
+    return tensor is not None and tensor.dtype == ir.DataType.FLOAT and len(tensor.shape) == rank
+
+
+def match_bias_add(matmul: ir.Node, out_features: int) -> tuple[ir.Node, ir.Value] | tuple[None, None]:
+    """The `Add(Y, b)` right after the MatMul, when b is a constant [out] and Y feeds only it."""
+    y = matmul.outputs[0]
+    uses = list(y.uses())
+    if len(uses) != 1 or y.is_graph_output():
+        return None, None
+    add = uses[0].node
+    if add.op_type != "Add" or add.domain not in ("", "ai.onnx"):
+        return None, None
+    other = add.inputs[1 - uses[0].idx]
+    if other is None or not is_float_weight(other, 1) or other.const_value.shape[0] != out_features:
+        return None, None
+    return add, other
+
+
+def match_linear(node: ir.Node) -> LinearMatch | None:
+    """A canonical linear rooted at this MatMul node, or None."""
+    if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
+        return None
+    x, wt = node.inputs
+    if x is None or wt is None or not is_float_weight(wt, 2) or constant_of(x) is not None:
+        return None
+    add, bias = match_bias_add(node, wt.const_value.shape[1])
+    return LinearMatch(node, x, wt, add, bias)
+
+
+def find_linears(graph: ir.Graph) -> list[LinearMatch]:
+    """Every canonical linear of the main graph, in graph order."""
+    return [m for m in (match_linear(n) for n in graph) if m is not None]
+
+
+def replace_weight(match: LinearMatch, w: np.ndarray) -> None:
+    """Give the layer a new W[out, in]; a weight shared with other nodes is copied, not changed."""
+    wt = np.ascontiguousarray(w.T, dtype=np.float32)
+    if len(list(match.weight.uses())) == 1:
+        match.weight.const_value = ir.tensor(wt, name=match.weight.name)
+        return
+    graph = match.matmul.graph
+    name = f"{match.weight.name}.{match.matmul.name}"
+    new = ir.Value(name=name, shape=ir.Shape(wt.shape), type=ir.TensorType(ir.DataType.FLOAT),
+                   const_value=ir.tensor(wt, name=name))
+    new.metadata_props[PARAM_KEY] = match.name
+    graph.register_initializer(new)
+    match.matmul.replace_input_with(1, new)
+    match.weight = new

@@ -1,0 +1,15 @@
+"""Suite-wide settings: verify the IR after every pass, two TVM threads, a quiet exporter."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TVM_NUM_THREADS", "2")
+
+
+@pytest.fixture(autouse=True)
+def verify_ir_after_every_pass(monkeypatch):
+    """Like TVM's well-formedness instrument: every pipeline run checks the IR after each pass."""
+    monkeypatch.setenv("SPARSECC_VERIFY_EACH", "1")

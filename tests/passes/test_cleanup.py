@@ -1,0 +1,22 @@
+import numpy as np
+
+from sparsecc.passes.cleanup import CleanupPass
+from tests.onnx_text import apply, model_from_text
+
+
+def test_removes_dead_nodes_and_initializers():
+    model = model_from_text(
+        """<ir_version: 10, opset_import: ["" : 23]>
+        g (float[4] X) => (float[4] Y) { Dead = Mul(X, C)
+         Y = Relu(X) }""",
+        {"C": np.ones(4, np.float32)},
+    )
+    assert apply(CleanupPass(), model).modified
+    assert [n.op_type for n in model.graph] == ["Relu"]
+    assert "C" not in model.graph.initializers
+
+
+def test_clean_model_is_not_modified():
+    model = model_from_text("""<ir_version: 10, opset_import: ["" : 23]>
+        g (float[4] X) => (float[4] Y) { Y = Relu(X) }""")
+    assert not apply(CleanupPass(), model).modified

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from sparsecc import ops
+from sparsecc.compiler.spec import SparsitySpec
+from sparsecc.passes.canonicalize import CanonicalizePass
+from sparsecc.passes.cleanup import CleanupPass
+from sparsecc.passes.context import CompileContext
+from sparsecc.passes.dense_to_sparse import DenseToSparsePass
+from sparsecc.passes.prune import PrunePass
+from sparsecc.sparsity.masks import block_mask, nm_mask, unstructured_mask
+from tests.onnx_text import apply, linear_model, run
+
+RNG = np.random.default_rng(3)
+W = RNG.standard_normal((64, 128)).astype(np.float32)
+B = RNG.standard_normal(64).astype(np.float32)
+X = RNG.standard_normal((2, 5, 128)).astype(np.float32)
+
+
+def convert(w, spec, bias=B, prune=False):
+    model = linear_model(w, bias, batch="2, 5")
+    apply(CanonicalizePass(), model)
+    context = CompileContext(spec=SparsitySpec.parse(spec))
+    if prune:
+        apply(PrunePass(context), model)
+    want = run(model, {"X": X})[0]
+    result = apply(DenseToSparsePass(context), model)
+    apply(CleanupPass(), model)
+    return result.modified, model, context.weights["W"], want
+
+
+@pytest.mark.parametrize(
+    ("w", "spec", "op_type", "label"),
+    [
+        (W * block_mask(W, (1, 16), 0.9), "block(1,16)@0.9", "BsrMatMul", "BSR 1x16"),
+        (W * block_mask(W, (16, 1), 0.9), "existing", "BsrMatMul", "BSR 16x1"),
+        (W * nm_mask(W, 2, 4), "2:4", "NmMatMul", "N:M 2:4"),
+        (W * nm_mask(W, 2, 4), "existing", "NmMatMul", "N:M 2:4"),
+        (W * unstructured_mask(W, 0.95), "unstructured@0.95", "CsrMatMul", "CSR"),
+        (W * unstructured_mask(W, 0.95), "existing", "CsrMatMul", "CSR"),
+    ],
+)
+def test_rewrites_to_the_sparse_op_with_same_outputs(w, spec, op_type, label):
+    modified, model, row, want = convert(w, spec)
+    assert modified
+    assert [(n.domain, n.op_type) for n in model.graph] == [(ops.DOMAIN, op_type)]
+    assert row.format == label and row.est_speedup > 1
+    assert model.graph.outputs[0].name == "Y"
+    assert (ops.DOMAIN, op_type, "") in model.functions
+    np.testing.assert_allclose(run(model, {"X": X})[0], want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize(
+    ("w", "spec", "reason"),
+    [
+        (W, "existing", "no sparse format pays"),
+        (W, "dense", "keeps this weight dense"),
+        (W, "other=2:4", "no spec rule matches"),
+        (W, "2:4", "does not conform to 2:4"),
+        (W * unstructured_mask(W, 0.5), "unstructured@0.5", "CSR at density 0.50"),
+    ],
+)
+def test_stays_dense_with_a_reason(w, spec, reason):
+    modified, model, row, _ = convert(w, spec)
+    assert not modified
+    assert row.format == "dense" and reason in row.reason
+    assert [n.op_type for n in model.graph] == ["MatMul", "Add"]
+
+
+def test_prune_then_convert_without_bias():
+    modified, model, row, want = convert(W, "block(4,4)@0.9", bias=None, prune=True)
+    assert modified and row.format == "BSR 4x4"
+    assert len(model.graph[0].inputs) == 4  # no bias input
+    np.testing.assert_allclose(run(model, {"X": X})[0], want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
