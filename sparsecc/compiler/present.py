@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
+# Piped output (CI logs, tests) gets wide tables, so one weight stays on one line.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 220)
 error_console = Console(stderr=True, highlight=False)
 
 
@@ -26,7 +27,7 @@ def weight_table(rows: Iterable, title: str = "Weights") -> Table:
     for column, justify in (("weight", "left"), ("shape", "right"), ("density", "right"),
                             ("detected", "left"), ("rule", "left"), ("format", "left"),
                             ("est.", "right"), ("reason", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=column == "weight")
     for row in rows:
         style = "green" if row.format != "dense" else None
         table.add_row(row.name, f"{row.shape[0]}x{row.shape[1]}", f"{row.density:.3f}", row.detected,

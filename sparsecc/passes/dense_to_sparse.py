@@ -28,7 +28,9 @@ def _estimate_for(pattern, w: np.ndarray, result: MatchResult) -> cost.Estimate 
         return None
     if isinstance(pattern, spec_lib.Existing):
         analysis = analyze_weight(w)
-        if analysis.best is None:
+        if analysis.best is None and analysis.density == 1.0:
+            result.fail("the weight has no zeros")
+        elif analysis.best is None:
             best = max(analysis.candidates, key=lambda e: e.speedup)
             result.fail(f"no sparse format pays: best is {best.why_not()}")
         return analysis.best

@@ -53,7 +53,8 @@ def test_rewrites_to_the_sparse_op_with_same_outputs(w, spec, op_type, label):
 @pytest.mark.parametrize(
     ("w", "spec", "reason"),
     [
-        (W, "existing", "no sparse format pays"),
+        (W, "existing", "the weight has no zeros"),
+        (W * unstructured_mask(W, 0.3), "existing", "no sparse format pays"),
         (W, "dense", "keeps this weight dense"),
         (W, "other=2:4", "no spec rule matches"),
         (W, "2:4", "does not conform to 2:4"),
