@@ -11,6 +11,7 @@ import onnx_ir as ir
 
 from sparsecc.backends.ort import session
 from sparsecc.compiler import frontend, present
+from sparsecc.compiler.op_support import check_supported_ops
 
 
 @dataclasses.dataclass
@@ -27,6 +28,7 @@ def load_source(model: str) -> Source:
     """Resolve a `.onnx` path or `zoo:NAME`; zoo models are exported (with a spinner)."""
     with present.status(f"loading {model}"):
         ir_model, inputs = frontend.resolve_model(model)
+        check_supported_ops(ir_model)
         proto = ir.serde.serialize_model(ir_model)
     if inputs is None:
         inputs = session.random_inputs(proto)
