@@ -10,12 +10,21 @@ from sparsecc.sparsity.masks import block_mask, nm_mask
 
 
 def make_hf_bert(seed: int = 0) -> tuple[transformers.BertModel, dict]:
-    config = transformers.BertConfig(vocab_size=512, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                     intermediate_size=512, max_position_embeddings=64)
+    config = transformers.BertConfig(
+        vocab_size=512,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=512,
+        max_position_embeddings=64,
+    )
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     model = transformers.BertModel(config).eval()
-    inputs = {"input_ids": torch.randint(0, 512, (1, 32)), "attention_mask": torch.ones(1, 32, dtype=torch.int64)}
+    inputs = {
+        "input_ids": torch.randint(0, 512, (1, 32)),
+        "attention_mask": torch.ones(1, 32, dtype=torch.int64),
+    }
     return model, inputs
 
 

@@ -30,8 +30,9 @@ def apply(pass_, model: ir.Model):
     return result
 
 
-def linear_model(w: np.ndarray, bias: np.ndarray | None = None, batch: str = "4", gemm: bool = False,
-                 trans_b: bool = True) -> ir.Model:
+def linear_model(
+    w: np.ndarray, bias: np.ndarray | None = None, batch: str = "4", gemm: bool = False, trans_b: bool = True
+) -> ir.Model:
     """One linear layer Y = X W^T (+ b), as Gemm or as MatMul(X, W^T) (+ Add)."""
     out, inp = w.shape
     inits = {}

@@ -12,7 +12,7 @@ import onnx_ir as ir
 
 from sparsecc.compiler import frontend
 from sparsecc.compiler.op_support import check_supported_ops
-from sparsecc.compiler.pipeline import DEFAULT_PIPELINE, PORTABLE_PIPELINE, Pipeline, PassRun
+from sparsecc.compiler.pipeline import DEFAULT_PIPELINE, PORTABLE_PIPELINE, PassRun, Pipeline
 from sparsecc.compiler.spec import SparsitySpec
 from sparsecc.passes.context import CompileContext, WeightReport
 
@@ -49,7 +49,9 @@ def sparsify_ir(
     text = pipeline or (PORTABLE_PIPELINE if portable else DEFAULT_PIPELINE)
     runs = Pipeline(text, verify=verify, after_pass=after_pass).run(ir_model, context)
     for rule in spec.unmatched_rules(list(context.weights)):
-        context.warn(f"spec rule {rule.index} ('{rule.match}={rule.pattern.describe()}') matches no linear weight")
+        context.warn(
+            f"spec rule {rule.index} ('{rule.match}={rule.pattern.describe()}') matches no linear weight"
+        )
     return SparsifyResult(ir_model, spec, list(context.weights.values()), inputs, runs, context.warnings)
 
 

@@ -19,7 +19,6 @@ import onnx
 import onnx_ir as ir
 
 from sparsecc.errors import ModelError
-from sparsecc.passes.linear import PARAM_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ def resolve_model(model, example_inputs=None) -> tuple[ir.Model, dict[str, np.nd
     if isinstance(model, str) and model.startswith("zoo:"):
         from sparsecc import models
 
-        zoo = models.get(model[len("zoo:"):])
+        zoo = models.get(model[len("zoo:") :])
         return resolve_model(zoo.module, zoo.example_inputs if example_inputs is None else example_inputs)
     if isinstance(model, (str, os.PathLike)):
         proto = load_onnx_file(Path(model))

@@ -43,8 +43,16 @@ def export_module(module, example_inputs) -> tuple[ir.Model, dict[str, np.ndarra
         with quiet(), warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             logging.getLogger("torch").setLevel(logging.ERROR)
-            program = torch.onnx.export(module, args, kwargs=kwargs or None, dynamo=True, opset_version=OPSET,
-                                        optimize=True, verbose=False, external_data=False)
+            program = torch.onnx.export(
+                module,
+                args,
+                kwargs=kwargs or None,
+                dynamo=True,
+                opset_version=OPSET,
+                optimize=True,
+                verbose=False,
+                external_data=False,
+            )
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"could not export the torch module to ONNX: {first}") from None
@@ -52,7 +60,11 @@ def export_module(module, example_inputs) -> tuple[ir.Model, dict[str, np.ndarra
     tag_parameters(model, module)
     tensors = [*args, *kwargs.values()]
     inputs = [v for v in model.graph.inputs if v.const_value is None]
-    feeds = {value.name: t.detach().cpu().numpy() for value, t in zip(inputs, tensors) if isinstance(t, torch.Tensor)}
+    feeds = {
+        value.name: t.detach().cpu().numpy()
+        for value, t in zip(inputs, tensors)
+        if isinstance(t, torch.Tensor)
+    }
     return model, feeds
 
 
@@ -78,8 +90,15 @@ def tag_parameters(model: ir.Model, module) -> int:
             continue
         candidates = by_digest.get(_digest(tensor.numpy()), [])
         # Prefer the exporter's own name (tied or identical weights), then the first unused parameter.
-        hints = {value.name, *(value.metadata_props.get("pkg.onnxscript.optimizer.folded_from", "").strip("[]")
-                              .replace("'", "").split(", "))}
+        hints = {
+            value.name,
+            *(
+                value.metadata_props.get("pkg.onnxscript.optimizer.folded_from", "")
+                .strip("[]")
+                .replace("'", "")
+                .split(", ")
+            ),
+        }
         candidates = sorted(candidates, key=lambda c: (c[0] not in hints, c[0] in used))
         if candidates:
             name, layout = candidates[0]

@@ -34,10 +34,20 @@ def _png(rgb: np.ndarray) -> bytes:
     raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(height))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def heatmap_png(w: np.ndarray) -> bytes:
@@ -59,22 +69,36 @@ figure{margin:0;font-size:12px;max-width:300px}img{image-rendering:pixelated;bor
 def write_html(path: str | Path, title: str, rows: list, weights: dict[str, np.ndarray]) -> None:
     """Write the report page: the weight table, then one heatmap per weight."""
     columns = ("weight", "shape", "density", "detected", "rule", "format", "est.", "reason")
-    lines = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1><table><tr>"]
+    lines = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1><table><tr>",
+    ]
     lines += [f"<th>{c}</th>" for c in columns] + ["</tr>"]
     for row in rows:
         speed = "-" if row.est_speedup is None else f"{row.est_speedup:.2f}x"
-        cells = (row.name, f"{row.shape[0]}x{row.shape[1]}", f"{row.density:.3f}", row.detected, row.pattern,
-                 row.format, speed, row.reason)
+        cells = (
+            row.name,
+            f"{row.shape[0]}x{row.shape[1]}",
+            f"{row.density:.3f}",
+            row.detected,
+            row.pattern,
+            row.format,
+            speed,
+            row.reason,
+        )
         css = " class='sparse'" if row.format != "dense" else ""
         lines.append(f"<tr{css}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    lines.append("</table><h2>Sparsity heatmaps</h2><p>Each pixel: fraction of non-zeros in a tile of W "
-                 "(rows = outputs, columns = inputs). White = all zero, dark blue = dense.</p><div class='maps'>")
+    lines.append(
+        "</table><h2>Sparsity heatmaps</h2><p>Each pixel: fraction of non-zeros in a tile of W "
+        "(rows = outputs, columns = inputs). White = all zero, dark blue = dense.</p><div class='maps'>"
+    )
     for name, w in weights.items():
         data = base64.b64encode(heatmap_png(w)).decode()
         density = np.count_nonzero(w) / w.size
-        lines.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(name)}'>"
-                     f"<figcaption>{html.escape(name)}<br>{w.shape[0]}x{w.shape[1]}, density {density:.3f}"
-                     "</figcaption></figure>")
+        lines.append(
+            f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(name)}'>"
+            f"<figcaption>{html.escape(name)}<br>{w.shape[0]}x{w.shape[1]}, density {density:.3f}"
+            "</figcaption></figure>"
+        )
     lines.append("</div></body></html>")
     write_bytes(path, "\n".join(lines).encode("utf-8"))

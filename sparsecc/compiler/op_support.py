@@ -25,9 +25,11 @@ def check_supported_ops(model: ir.Model) -> None:
     """Raise UnsupportedOpError naming every op that is neither standard ONNX nor ours."""
     functions = {(key[0], key[1]) for key in model.functions}
     unknown = sorted(
-        {f"{node.domain}::{node.op_type}" if node.domain else node.op_type
-         for node in ir.traversal.RecursiveGraphIterator(model.graph)
-         if not _known(node, functions)}
+        {
+            f"{node.domain}::{node.op_type}" if node.domain else node.op_type
+            for node in ir.traversal.RecursiveGraphIterator(model.graph)
+            if not _known(node, functions)
+        }
     )
     if unknown:
         raise UnsupportedOpError(

@@ -24,14 +24,30 @@ def _speedup(value: float | None) -> str:
 def weight_table(rows: Iterable, title: str = "Weights") -> Table:
     """One row per linear weight: what was found, what was chosen and why."""
     table = Table(title=title, title_justify="left", show_lines=False)
-    for column, justify in (("weight", "left"), ("shape", "right"), ("density", "right"),
-                            ("detected", "left"), ("rule", "left"), ("format", "left"),
-                            ("est.", "right"), ("reason", "left")):
+    for column, justify in (
+        ("weight", "left"),
+        ("shape", "right"),
+        ("density", "right"),
+        ("detected", "left"),
+        ("rule", "left"),
+        ("format", "left"),
+        ("est.", "right"),
+        ("reason", "left"),
+    ):
         table.add_column(column, justify=justify, overflow="fold", no_wrap=column == "weight")
     for row in rows:
         style = "green" if row.format != "dense" else None
-        table.add_row(row.name, f"{row.shape[0]}x{row.shape[1]}", f"{row.density:.3f}", row.detected,
-                      row.pattern, row.format, _speedup(row.est_speedup), row.reason, style=style)
+        table.add_row(
+            row.name,
+            f"{row.shape[0]}x{row.shape[1]}",
+            f"{row.density:.3f}",
+            row.detected,
+            row.pattern,
+            row.format,
+            _speedup(row.est_speedup),
+            row.reason,
+            style=style,
+        )
     return table
 
 

@@ -42,7 +42,9 @@ class Method(str, enum.Enum):
         try:
             return cls(str(text).lower())
         except ValueError:
-            raise SpecError(f"unknown method {text!r}; known methods: {', '.join(m.value for m in cls)}") from None
+            raise SpecError(
+                f"unknown method {text!r}; known methods: {', '.join(m.value for m in cls)}"
+            ) from None
 
 
 def _check_sparsity(sparsity) -> float:
@@ -175,7 +177,9 @@ def parse_pattern(text: str) -> Pattern:
         return BlockSparsity(block, _number(match["s"], "sparsity"))
     if match := _NM.match(text):
         return NMSparsity(int(match["n"]), int(match["m"]))
-    raise SpecError(f"unknown pattern {text!r}; known patterns: dense, existing, unstructured@S, block(R,C)@S, N:M")
+    raise SpecError(
+        f"unknown pattern {text!r}; known patterns: dense, existing, unstructured@S, block(R,C)@S, N:M"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,7 +237,9 @@ def _rule_from_dict(entry, index: int) -> Rule:
         raise SpecError(f"{where}: expected a mapping with 'match' and 'pattern', got {entry!r}")
     unknown = sorted(set(entry) - _RULE_KEYS)
     if unknown:
-        raise SpecError(f"{where}: unknown key {', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(_RULE_KEYS))}")
+        raise SpecError(
+            f"{where}: unknown key {', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(_RULE_KEYS))}"
+        )
     match = entry.get("match", "*")
     if not isinstance(match, str) or not match:
         raise SpecError(f"{where}: 'match' must be a non-empty glob string, got {match!r}")
@@ -299,16 +305,22 @@ class SparsitySpec:
             return cls(_rules_from_shorthand(spec))
         if isinstance(spec, dict):
             return cls.from_dict(spec)
-        raise SpecError(f"a spec must be text, a dict, a file path or a SparsitySpec, not {type(spec).__name__}")
+        raise SpecError(
+            f"a spec must be text, a dict, a file path or a SparsitySpec, not {type(spec).__name__}"
+        )
 
     @classmethod
     def from_dict(cls, data: dict) -> SparsitySpec:
         unknown = sorted(set(data) - _TOP_KEYS)
         if unknown:
-            raise SpecError(f"spec: unknown key {', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(_TOP_KEYS))}")
+            raise SpecError(
+                f"spec: unknown key {', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(_TOP_KEYS))}"
+            )
         version = data.get("version", cls.VERSION)
         if version != cls.VERSION:
-            raise SpecError(f"spec version {version!r} is not supported; this sparsecc reads version {cls.VERSION}")
+            raise SpecError(
+                f"spec version {version!r} is not supported; this sparsecc reads version {cls.VERSION}"
+            )
         rules = data.get("rules")
         if not isinstance(rules, list):
             raise SpecError("spec: 'rules' must be a list of {match, pattern, ...} mappings")
@@ -330,7 +342,9 @@ class SparsitySpec:
                 data = yaml.safe_load(text)
         except (ValueError, Exception) as error:  # json.JSONDecodeError, yaml.YAMLError
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise SpecError(f"spec file {str(path)!r} is not valid {path.suffix[1:].upper()}: {first}") from None
+            raise SpecError(
+                f"spec file {str(path)!r} is not valid {path.suffix[1:].upper()}: {first}"
+            ) from None
         if isinstance(data, str):
             return cls(_rules_from_shorthand(data))
         if not isinstance(data, dict):

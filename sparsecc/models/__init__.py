@@ -25,33 +25,53 @@ def _mlp() -> ZooModel:
     from sparsecc.models.mlp import build_mlp
 
     module, inputs = build_mlp()
-    return ZooModel("mlp", "3-layer MLP 256-1024-1024-256, batch 32", module, inputs,
-                    "layers.0.weight=block(16,1)@0.9; layers.1.weight=unstructured@0.95; layers.2.weight=2:4")
+    return ZooModel(
+        "mlp",
+        "3-layer MLP 256-1024-1024-256, batch 32",
+        module,
+        inputs,
+        "layers.0.weight=block(16,1)@0.9; layers.1.weight=unstructured@0.95; layers.2.weight=2:4",
+    )
 
 
 def _bert() -> ZooModel:
     from sparsecc.models.bert import build_bert
 
     module, inputs = build_bert()
-    return ZooModel("bert", "BERT-style encoder: 2 layers, hidden 256, 4 heads, FFN 1024, seq 64", module, inputs,
-                    "*intermediate.dense.weight=block(1,16)@0.9; *output.dense.weight=block(1,16)@0.9;"
-                    " *attention.self*=2:4")
+    return ZooModel(
+        "bert",
+        "BERT-style encoder: 2 layers, hidden 256, 4 heads, FFN 1024, seq 64",
+        module,
+        inputs,
+        "*intermediate.dense.weight=block(1,16)@0.9; *output.dense.weight=block(1,16)@0.9;"
+        " *attention.self*=2:4",
+    )
 
 
 def _cnn() -> ZooModel:
     from sparsecc.models.cnn import build_cnn
 
     module, inputs = build_cnn()
-    return ZooModel("cnn", "small CNN: 3 conv blocks + 2 linear layers, 32x32 RGB input", module, inputs,
-                    "fc1.weight=block(1,16)@0.9; fc2.weight=existing")
+    return ZooModel(
+        "cnn",
+        "small CNN: 3 conv blocks + 2 linear layers, 32x32 RGB input",
+        module,
+        inputs,
+        "fc1.weight=block(1,16)@0.9; fc2.weight=existing",
+    )
 
 
 def _vit() -> ZooModel:
     from sparsecc.models.vit import build_vit
 
     module, inputs = build_vit()
-    return ZooModel("vit", "ViT-style: 4x4 patches of 32x32, 2 blocks, dim 192, 3 heads", module, inputs,
-                    "*mlp.fc*=block(16,1)@0.9; *attn.qkv*=2:4; *attn.proj*=unstructured@0.9")
+    return ZooModel(
+        "vit",
+        "ViT-style: 4x4 patches of 32x32, 2 blocks, dim 192, 3 heads",
+        module,
+        inputs,
+        "*mlp.fc*=block(16,1)@0.9; *attn.qkv*=2:4; *attn.proj*=unstructured@0.9",
+    )
 
 
 _BUILDERS: dict[str, Callable[[], ZooModel]] = {"mlp": _mlp, "bert": _bert, "cnn": _cnn, "vit": _vit}

@@ -29,8 +29,15 @@ class Block(nn.Module):
 
 
 class ViT(nn.Module):
-    def __init__(self, image: int = 32, patch: int = 4, dim: int = 192, depth: int = 2, heads: int = 3,
-                 classes: int = 10):
+    def __init__(
+        self,
+        image: int = 32,
+        patch: int = 4,
+        dim: int = 192,
+        depth: int = 2,
+        heads: int = 3,
+        classes: int = 10,
+    ):
         super().__init__()
         self.patch_embed = nn.Conv2d(3, dim, patch, stride=patch)
         self.pos_embed = nn.Parameter(torch.randn(1, (image // patch) ** 2, dim) * 0.02)

@@ -33,13 +33,16 @@ def _unique_name(graph: ir.Graph, name: str) -> str:
 def _initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
     name = _unique_name(graph, name)
     tensor = ir.tensor(np.ascontiguousarray(array), name=name)
-    value = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
+    value = ir.Value(
+        name=name, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype), const_value=tensor
+    )
     graph.register_initializer(value)
     return value
 
 
-def make_linear_node(weight: SparseWeight, x: ir.Value, bias: ir.Value | None, *, name: str,
-                     graph: ir.Graph) -> ir.Node:
+def make_linear_node(
+    weight: SparseWeight, x: ir.Value, bias: ir.Value | None, *, name: str, graph: ir.Graph
+) -> ir.Node:
     """The sparse node computing `x @ W.T (+ bias)`; its constants become initializers of `graph`.
 
     The node is not inserted: the caller places it and rewires the uses.
@@ -64,7 +67,9 @@ def constant_array(node: ir.Node, index: int) -> np.ndarray:
     tensor = None if value is None else value.const_value
     if tensor is None:
         label = value.name if value is not None else f"input {index}"
-        raise VerificationError(f"{node.op_type} node '{node.name}': {label} must be a constant (initializer)")
+        raise VerificationError(
+            f"{node.op_type} node '{node.name}': {label} must be a constant (initializer)"
+        )
     return tensor.numpy()
 
 

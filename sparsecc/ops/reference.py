@@ -117,8 +117,7 @@ def reference_function(op_type: str, opset: int) -> ir.Function:
     """The model-local function for `op_type`, written against default-domain `opset` (>= 18)."""
     attributes, signature, body = BODIES[op_type]
     text = (
-        f'<domain: "{DOMAIN}", opset_import: ["" : {opset}]>\n'
-        f"{op_type} {attributes} {signature}\n{{{body}}}"
+        f'<domain: "{DOMAIN}", opset_import: ["" : {opset}]>\n{op_type} {attributes} {signature}\n{{{body}}}'
     )
     proto = onnx.parser.parse_function(text)
     return ir.serde.deserialize_function(proto)

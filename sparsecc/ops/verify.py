@@ -42,10 +42,16 @@ def _check_columns(node, cols: np.ndarray, row_ptr: np.ndarray, limit: int, what
 def _check_bsr(node, w: BsrWeight) -> None:
     out, inp = w.shape
     r, c = w.block
-    _require(r > 0 and c > 0 and out % r == 0 and inp % c == 0, node,
-             f"block {r}x{c} must divide shape {out}x{inp}")
-    _require(w.values.ndim == 3 and w.values.shape[1:] == (r, c), node,
-             f"values must be [nnzb, {r}, {c}], got {list(w.values.shape)}")
+    _require(
+        r > 0 and c > 0 and out % r == 0 and inp % c == 0,
+        node,
+        f"block {r}x{c} must divide shape {out}x{inp}",
+    )
+    _require(
+        w.values.ndim == 3 and w.values.shape[1:] == (r, c),
+        node,
+        f"values must be [nnzb, {r}, {c}], got {list(w.values.shape)}",
+    )
     _require(w.col_indices.shape == (w.values.shape[0],), node, "col_indices must have one entry per block")
     _check_ptr(node, w.row_ptr, out // r, w.values.shape[0])
     _check_columns(node, w.col_indices, w.row_ptr, inp // c, "block column indices")
@@ -53,7 +59,9 @@ def _check_bsr(node, w: BsrWeight) -> None:
 
 def _check_nm(node, w: NmWeight) -> None:
     out, inp = w.shape
-    _require(0 < w.n <= w.m and inp % w.m == 0, node, f"{w.n}:{w.m} must have 0 < n <= m and m dividing {inp}")
+    _require(
+        0 < w.n <= w.m and inp % w.m == 0, node, f"{w.n}:{w.m} must have 0 < n <= m and m dividing {inp}"
+    )
     k = inp // w.m * w.n
     _require(w.values.shape == (out, k), node, f"values must be [{out}, {k}], got {list(w.values.shape)}")
     _require(w.indices.shape == (out, k), node, f"indices must be [{out}, {k}], got {list(w.indices.shape)}")
@@ -65,8 +73,11 @@ def _check_nm(node, w: NmWeight) -> None:
 
 def _check_csr(node, w: CsrWeight) -> None:
     out, inp = w.shape
-    _require(w.values.ndim == 1 and w.col_indices.shape == w.values.shape, node,
-             "values and col_indices must be 1-D of the same length")
+    _require(
+        w.values.ndim == 1 and w.col_indices.shape == w.values.shape,
+        node,
+        "values and col_indices must be 1-D of the same length",
+    )
     _check_ptr(node, w.row_ptr, out, w.values.shape[0])
     _check_columns(node, w.col_indices, w.row_ptr, inp, "column indices")
 
@@ -78,7 +89,9 @@ def verify_node(node: ir.Node) -> None:
     """Raise VerificationError if this sparse node breaks its contract."""
     _require(node.op_type in SPARSE_OP_TYPES, node, f"unknown op in domain '{DOMAIN}'")
     shape = tuple(node.attributes.get_ints("shape", ()))
-    _require(len(shape) == 2 and all(s > 0 for s in shape), node, f"attribute shape must be [out, in], got {shape}")
+    _require(
+        len(shape) == 2 and all(s > 0 for s in shape), node, f"attribute shape must be [out, in], got {shape}"
+    )
     weight = weight_from_node(node)
     _require(weight.values.dtype == np.float32, node, f"values must be float32, got {weight.values.dtype}")
     _CHECKS[type(weight)](node, weight)

@@ -106,7 +106,9 @@ class DenseToSparsePass(ir.passes.InPlacePass):
             row.format = estimate.label
             row.density = float(np.count_nonzero(w)) / w.size
             row.est_speedup = round(estimate.speedup, 2)
-            row.reason = f"estimated {estimate.speedup:.1f}x dense, {estimate.bytes_ratio:.0%} of the dense bytes"
+            row.reason = (
+                f"estimated {estimate.speedup:.1f}x dense, {estimate.bytes_ratio:.0%} of the dense bytes"
+            )
             modified = True
         if modified:
             ops.attach_reference_functions(model)

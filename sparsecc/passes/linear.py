@@ -104,8 +104,12 @@ def replace_weight(match: LinearMatch, w: np.ndarray) -> None:
         return
     graph = match.matmul.graph
     name = f"{match.weight.name}.{match.matmul.name}"
-    new = ir.Value(name=name, shape=ir.Shape(wt.shape), type=ir.TensorType(ir.DataType.FLOAT),
-                   const_value=ir.tensor(wt, name=name))
+    new = ir.Value(
+        name=name,
+        shape=ir.Shape(wt.shape),
+        type=ir.TensorType(ir.DataType.FLOAT),
+        const_value=ir.tensor(wt, name=name),
+    )
     new.metadata_props[PARAM_KEY] = match.name
     graph.register_initializer(new)
     match.matmul.replace_input_with(1, new)

@@ -65,8 +65,13 @@ def estimate_bsr(shape: tuple[int, int], block: tuple[int, int], block_density: 
     n_blocks = (out // r) * (inp // c)
     nnzb = block_density * n_blocks
     sparse_bytes = nnzb * r * c * 4 + nnzb * 4 + (out // r + 1) * 4
-    return Estimate("bsr", f"{r}x{c}", block_density, _safe_div(block_efficiency(block), block_density),
-                    sparse_bytes / (out * inp * 4))
+    return Estimate(
+        "bsr",
+        f"{r}x{c}",
+        block_density,
+        _safe_div(block_efficiency(block), block_density),
+        sparse_bytes / (out * inp * 4),
+    )
 
 
 def estimate_nm(shape: tuple[int, int], n: int, m: int) -> Estimate:

@@ -9,7 +9,19 @@ import numpy as np
 from sparsecc.sparsity import cost
 
 NM_CANDIDATES = ((1, 4), (2, 4), (2, 8), (4, 8))
-BLOCK_CANDIDATES = ((1, 4), (1, 8), (1, 16), (1, 32), (4, 1), (8, 1), (16, 1), (2, 2), (4, 4), (8, 8), (16, 16))
+BLOCK_CANDIDATES = (
+    (1, 4),
+    (1, 8),
+    (1, 16),
+    (1, 32),
+    (4, 1),
+    (8, 1),
+    (16, 1),
+    (2, 2),
+    (4, 4),
+    (8, 8),
+    (16, 16),
+)
 
 
 @dataclasses.dataclass(frozen=True)

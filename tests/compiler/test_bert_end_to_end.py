@@ -19,8 +19,9 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", *args], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sparsecc.compiler.cli", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def pruned_bert(tmp_path_factory):
 
 def sparse_nodes(proto):
     return {n.op_type for n in proto.graph.node if n.domain == "sparsecc"}, [
-        n for n in proto.graph.node if n.domain == "sparsecc"]
+        n for n in proto.graph.node if n.domain == "sparsecc"
+    ]
 
 
 def test_sparsify_existing_keeps_outputs_and_halves_size(pruned_bert, tmp_path):

@@ -8,16 +8,23 @@ import pytest
 
 
 def cli(*args):
-    proc = subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", *args], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsecc.compiler.cli", *args], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
 def test_inspect_with_spec_and_html(tmp_path):
     html = tmp_path / "report.html"
-    out = cli("inspect", "zoo:mlp", "--spec", "layers.0.weight=block(16,1)@0.9; layers.1.weight=2:4",
-              "--html", str(html))
+    out = cli(
+        "inspect",
+        "zoo:mlp",
+        "--spec",
+        "layers.0.weight=block(16,1)@0.9; layers.1.weight=2:4",
+        "--html",
+        str(html),
+    )
     assert "layers.0.weight" in out and "BSR 16x1" in out and "N:M 2:4" in out
     assert "no spec rule matches" in out  # layers.2 stays dense and says why
     page = html.read_text()
@@ -41,7 +48,9 @@ def test_sparsify_portable_has_no_sparse_ops(tmp_path):
 
 def test_opt_prints_ir_after_each_pass(tmp_path):
     out = tmp_path / "o.onnx"
-    stdout = cli("opt", "zoo:mlp", "-p", "canonicalize,analyze-sparsity", "--print-ir-after-all", "-o", str(out))
+    stdout = cli(
+        "opt", "zoo:mlp", "-p", "canonicalize,analyze-sparsity", "--print-ir-after-all", "-o", str(out)
+    )
     assert stdout.count("IR Dump After") == 2 and "MatMul" in stdout
     assert "canonicalize" in stdout and out.exists()
 

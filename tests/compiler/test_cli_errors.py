@@ -5,16 +5,20 @@ import sys
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import pytest
 
 from tests.onnx_text import linear_model
 
-import onnx_ir as ir
-
 
 def sparsecc(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sparsecc.compiler.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +46,17 @@ def test_malformed_spec(model_path, tmp_path):
 
 def test_block_that_does_not_divide(model_path, tmp_path):
     out = tmp_path / "out.onnx"
-    assert_user_error(sparsecc("sparsify", str(model_path), "--spec", "block(5,16)@0.9", "-o", str(out)),
-                      "does not divide")
+    assert_user_error(
+        sparsecc("sparsify", str(model_path), "--spec", "block(5,16)@0.9", "-o", str(out)), "does not divide"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_file(tmp_path):
     out = tmp_path / "out.onnx"
-    assert_user_error(sparsecc("sparsify", str(tmp_path / "nope.onnx"), "--spec", "2:4", "-o", str(out)),
-                      "nope.onnx")
+    assert_user_error(
+        sparsecc("sparsify", str(tmp_path / "nope.onnx"), "--spec", "2:4", "-o", str(out)), "nope.onnx"
+    )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -22,10 +22,16 @@ def hf_bert_ir():
 def test_hf_bert_linear_weights_map_back_to_torch_names(hf_bert_ir):
     model, ir_model, feeds = hf_bert_ir
     assert set(feeds) == {"input_ids", "attention_mask"}
-    tagged = {v.metadata_props[PARAM_KEY]: v for v in ir_model.graph.initializers.values()
-              if PARAM_KEY in v.metadata_props}
-    linears = {f"{name}.weight": module for name, module in model.named_modules()
-               if isinstance(module, torch.nn.Linear)}
+    tagged = {
+        v.metadata_props[PARAM_KEY]: v
+        for v in ir_model.graph.initializers.values()
+        if PARAM_KEY in v.metadata_props
+    }
+    linears = {
+        f"{name}.weight": module
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
     assert set(linears) <= set(tagged)
     for name, module in linears.items():
         value = tagged[name]
@@ -66,7 +72,9 @@ def test_old_opset_is_converted_and_still_runs(tmp_path):
     converted = frontend.load_model(proto)
     assert converted.opset_imports[""] == OPSET
     x = np.array([[-1, 2, -3, 4]] * 2, np.float32)
-    np.testing.assert_array_equal(session.run(ir.serde.serialize_model(converted), {"X": x})[0], np.maximum(x, 0))
+    np.testing.assert_array_equal(
+        session.run(ir.serde.serialize_model(converted), {"X": x})[0], np.maximum(x, 0)
+    )
 
 
 def test_errors(tmp_path):

@@ -18,13 +18,19 @@ def test_parse_rejects_unknown_pass_and_lists_known():
 def test_runs_in_order_times_and_reports_modified(tmp_path):
     model = linear_model(np.ones((8, 8), np.float32))
     seen = []
-    runs = Pipeline("canonicalize,analyze-sparsity,cleanup", after_pass=lambda name, m: seen.append(name),
-                    save_temps=tmp_path).run(model, CompileContext())
+    runs = Pipeline(
+        "canonicalize,analyze-sparsity,cleanup",
+        after_pass=lambda name, m: seen.append(name),
+        save_temps=tmp_path,
+    ).run(model, CompileContext())
     assert [r.name for r in runs] == seen == ["canonicalize", "analyze-sparsity", "cleanup"]
     assert [r.modified for r in runs] == [True, False, False]
     assert all(r.seconds >= 0 for r in runs)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["00-canonicalize.onnx", "01-analyze-sparsity.onnx",
-                                                          "02-cleanup.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "00-canonicalize.onnx",
+        "01-analyze-sparsity.onnx",
+        "02-cleanup.onnx",
+    ]
 
 
 def test_failing_pass_names_itself_and_the_passes_before(monkeypatch):

@@ -2,8 +2,15 @@ import json
 
 import pytest
 
-from sparsecc.compiler.spec import (BlockSparsity, Dense, Existing, NMSparsity, SparsitySpec, Unstructured,
-                                    parse_pattern)
+from sparsecc.compiler.spec import (
+    BlockSparsity,
+    Dense,
+    Existing,
+    NMSparsity,
+    SparsitySpec,
+    Unstructured,
+    parse_pattern,
+)
 from sparsecc.errors import SpecError
 
 
@@ -24,12 +31,27 @@ def test_whitespace_case_and_describe_round_trip():
 
 
 def test_dict_form_with_structured_and_shorthand_patterns():
-    spec = SparsitySpec.parse({"version": 1, "rules": [
-        {"match": "*ffn*", "pattern": "block", "block": [1, 16], "sparsity": 0.9, "method": "Magnitude"},
-        {"match": "*attn*", "pattern": "2:4"},
-        {"match": "*", "pattern": "nm", "n": 1, "m": 4},
-    ]})
-    assert [r.pattern for r in spec.rules] == [BlockSparsity((1, 16), 0.9), NMSparsity(2, 4), NMSparsity(1, 4)]
+    spec = SparsitySpec.parse(
+        {
+            "version": 1,
+            "rules": [
+                {
+                    "match": "*ffn*",
+                    "pattern": "block",
+                    "block": [1, 16],
+                    "sparsity": 0.9,
+                    "method": "Magnitude",
+                },
+                {"match": "*attn*", "pattern": "2:4"},
+                {"match": "*", "pattern": "nm", "n": 1, "m": 4},
+            ],
+        }
+    )
+    assert [r.pattern for r in spec.rules] == [
+        BlockSparsity((1, 16), 0.9),
+        NMSparsity(2, 4),
+        NMSparsity(1, 4),
+    ]
 
 
 def test_yaml_and_json_files(tmp_path):
@@ -49,17 +71,20 @@ def test_versioned_json_round_trip():
     assert SparsitySpec.parse(spec) is spec
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ("*=3:2", "N must be <= M"),
-    ("0:4", "N must be a positive integer"),
-    ("block(1,16)@0", "outside (0, 1)"),
-    ("unstructured@1.0", "outside (0, 1)"),
-    ("unstructured@abc", "not a number"),
-    ("block(0,16)@0.5", "positive integer"),
-    ("a=bogus", "unknown pattern 'bogus'; known patterns"),
-    ("", "no rules"),
-    ("=2:4", "empty selector"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("*=3:2", "N must be <= M"),
+        ("0:4", "N must be a positive integer"),
+        ("block(1,16)@0", "outside (0, 1)"),
+        ("unstructured@1.0", "outside (0, 1)"),
+        ("unstructured@abc", "not a number"),
+        ("block(0,16)@0.5", "positive integer"),
+        ("a=bogus", "unknown pattern 'bogus'; known patterns"),
+        ("", "no rules"),
+        ("=2:4", "empty selector"),
+    ],
+)
 def test_shorthand_errors_name_the_rule_and_problem(text, needle):
     with pytest.raises(SpecError) as info:
         SparsitySpec.parse(text)
@@ -72,15 +97,20 @@ def test_error_names_the_failing_rule_index():
         SparsitySpec.parse("*a*=2:4; *b*=5:4")
 
 
-@pytest.mark.parametrize(("data", "needle"), [
-    ({"rules": [], "attention": {}}, "unknown key 'attention'; valid keys"),
-    ({"rules": [{"match": "*", "pattern": "2:4", "colour": 1}]}, "unknown key 'colour'"),
-    ({"rules": [{"match": "*", "pattern": "block", "sparsity": 0.5}]}, "needs 'block' and 'sparsity'"),
-    ({"rules": [{"match": "*", "pattern": "unstructured", "sparsity": 0.5, "method": "random"}]},
-     "unknown method 'random'; known methods: magnitude"),
-    ({"version": 7, "rules": []}, "version 7 is not supported"),
-    ({"rules": "2:4"}, "'rules' must be a list"),
-])
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"rules": [], "attention": {}}, "unknown key 'attention'; valid keys"),
+        ({"rules": [{"match": "*", "pattern": "2:4", "colour": 1}]}, "unknown key 'colour'"),
+        ({"rules": [{"match": "*", "pattern": "block", "sparsity": 0.5}]}, "needs 'block' and 'sparsity'"),
+        (
+            {"rules": [{"match": "*", "pattern": "unstructured", "sparsity": 0.5, "method": "random"}]},
+            "unknown method 'random'; known methods: magnitude",
+        ),
+        ({"version": 7, "rules": []}, "version 7 is not supported"),
+        ({"rules": "2:4"}, "'rules' must be a list"),
+    ],
+)
 def test_dict_errors(data, needle):
     with pytest.raises(SpecError, match=None) as info:
         SparsitySpec.parse(data)
@@ -98,7 +128,9 @@ def test_bad_files(tmp_path):
 
 def test_check_shape_and_unmatched_rules():
     spec = SparsitySpec.parse("*ffn*=block(3,16)@0.9; *attn*=2:6; *none*=2:4")
-    with pytest.raises(SpecError, match=r"block 3x16 does not divide weight 'enc.ffn.weight' of shape 1000x3072"):
+    with pytest.raises(
+        SpecError, match=r"block 3x16 does not divide weight 'enc.ffn.weight' of shape 1000x3072"
+    ):
         spec.rules[0].check_shape("enc.ffn.weight", (1000, 3072))
     with pytest.raises(SpecError, match="needs in_features divisible by 6"):
         spec.rules[1].check_shape("enc.attn.weight", (768, 1000))

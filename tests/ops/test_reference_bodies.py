@@ -20,8 +20,12 @@ def single_op_model(weight, x_shape, with_bias: bool) -> tuple[ir.Model, np.ndar
     bias, bias_value = None, None
     if with_bias:
         bias = RNG.standard_normal(out).astype(np.float32)
-        bias_value = ir.Value(name="bias", shape=ir.Shape([out]), type=ir.TensorType(ir.DataType.FLOAT),
-                              const_value=ir.tensor(bias, name="bias"))
+        bias_value = ir.Value(
+            name="bias",
+            shape=ir.Shape([out]),
+            type=ir.TensorType(ir.DataType.FLOAT),
+            const_value=ir.tensor(bias, name="bias"),
+        )
         graph.register_initializer(bias_value)
     node = ops.make_linear_node(weight, x, bias_value, name="layer", graph=graph)
     graph.append(node)
@@ -62,8 +66,14 @@ def test_bsr_block_rows_without_blocks_and_no_bias():
     check(weight, (3, 48), with_bias=False)
 
 
-@pytest.mark.parametrize("make", [lambda w: BsrWeight.from_dense(w, (4, 8)), CsrWeight.from_dense,
-                                  lambda w: NmWeight.from_dense(w * nm_mask(w, 2, 4), 2, 4)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda w: BsrWeight.from_dense(w, (4, 8)),
+        CsrWeight.from_dense,
+        lambda w: NmWeight.from_dense(w * nm_mask(w, 2, 4), 2, 4),
+    ],
+)
 def test_fully_dense_and_all_zero_weights(make):
     check(make(dense()), (4, 48))
     zero = make(np.zeros((32, 48), np.float32))
@@ -109,8 +119,11 @@ def test_csr_empty_rows_at_start_and_end():
 
 def test_round_trip_through_node():
     w = dense()
-    for weight in (BsrWeight.from_dense(w * block_mask(w, (1, 16), 0.9), (1, 16)),
-                   NmWeight.from_dense(w * nm_mask(w, 2, 4), 2, 4), CsrWeight.from_dense(w)):
+    for weight in (
+        BsrWeight.from_dense(w * block_mask(w, (1, 16), 0.9), (1, 16)),
+        NmWeight.from_dense(w * nm_mask(w, 2, 4), 2, 4),
+        CsrWeight.from_dense(w),
+    ):
         model, _ = single_op_model(weight, (4, 48), True)
         back = ops.weight_from_node(model.graph[0])
         np.testing.assert_array_equal(back.to_dense(), weight.to_dense())

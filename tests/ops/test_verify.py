@@ -25,8 +25,11 @@ W[2:4] = 0
 
 
 def test_well_formed_nodes_pass():
-    for weight in (BsrWeight.from_dense(W, (2, 4)), CsrWeight.from_dense(W),
-                   NmWeight.from_dense(np.where(np.arange(16) % 4 < 2, W, 0), 2, 4)):
+    for weight in (
+        BsrWeight.from_dense(W, (2, 4)),
+        CsrWeight.from_dense(W),
+        NmWeight.from_dense(np.where(np.arange(16) % 4 < 2, W, 0), 2, 4),
+    ):
         ops.verify_node(node_for(weight))
 
 

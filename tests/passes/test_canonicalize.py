@@ -59,6 +59,7 @@ def test_already_canonical_model_is_not_modified():
 def test_gemm_with_input_weight_is_left_alone():
     model = model_from_text(
         """<ir_version: 10, opset_import: ["" : 23]>
-        g (float[4, 8] X, float[6, 8] W) => (float[4, 6] Y) { Y = Gemm<transB=1>(X, W) }""")
+        g (float[4, 8] X, float[6, 8] W) => (float[4, 6] Y) { Y = Gemm<transB=1>(X, W) }"""
+    )
     assert not apply(CanonicalizePass(), model).modified
     assert [n.op_type for n in model.graph] == ["Gemm"]

@@ -42,5 +42,10 @@ def add_model_argument(parser) -> None:
 
 
 def add_spec_argument(parser, required: bool, default: str | None = None) -> None:
-    parser.add_argument("--spec", "-s", required=required, default=default,
-                        help="sparsity spec: shorthand ('*ffn*=block(1,16)@0.9; *attn*=2:4'), or a .yaml/.json file")
+    parser.add_argument(
+        "--spec",
+        "-s",
+        required=required,
+        default=default,
+        help="sparsity spec: shorthand ('*ffn*=block(1,16)@0.9; *attn*=2:4'), or a .yaml/.json file",
+    )

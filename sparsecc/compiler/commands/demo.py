@@ -48,10 +48,15 @@ def run(args) -> int:
     dense_path.write_bytes(source.proto.SerializeToString())
     sparse_path.write_bytes(sparse.SerializeToString())
     dense_size, sparse_size = dense_path.stat().st_size, sparse_path.stat().st_size
-    present.console.print(present.key_value_table("Result", [
-        ("dense ONNX", f"{present.human_bytes(dense_size)}  ({dense_path})"),
-        ("sparsified ONNX", f"{present.human_bytes(sparse_size)}  ({sparse_path})"),
-        ("size reduction", f"{dense_size / sparse_size:.2f}x smaller"),
-        *facts,
-    ]))
+    present.console.print(
+        present.key_value_table(
+            "Result",
+            [
+                ("dense ONNX", f"{present.human_bytes(dense_size)}  ({dense_path})"),
+                ("sparsified ONNX", f"{present.human_bytes(sparse_size)}  ({sparse_path})"),
+                ("size reduction", f"{dense_size / sparse_size:.2f}x smaller"),
+                *facts,
+            ],
+        )
+    )
     return 0

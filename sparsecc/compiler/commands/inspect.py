@@ -11,7 +11,9 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("inspect", help="report per-weight sparsity and the format each weight would get")
     add_model_argument(parser)
     add_spec_argument(parser, required=False, default="existing")
-    parser.add_argument("--html", metavar="REPORT.html", help="also write an HTML report with sparsity heatmaps")
+    parser.add_argument(
+        "--html", metavar="REPORT.html", help="also write an HTML report with sparsity heatmaps"
+    )
     parser.set_defaults(run=run)
 
 
@@ -23,9 +25,12 @@ def run(args) -> int:
         if name == "prune":
             weights.update({m.name: m.w() for m in find_linears(model.graph)})
 
-    result = api.sparsify_ir(source.proto, args.spec, source.inputs, after_pass=keep_weights,
-                             verify=args.debug)
-    present.console.print(present.weight_table(result.report, title=f"{args.model} with spec '{result.spec}'"))
+    result = api.sparsify_ir(
+        source.proto, args.spec, source.inputs, after_pass=keep_weights, verify=args.debug
+    )
+    present.console.print(
+        present.weight_table(result.report, title=f"{args.model} with spec '{result.spec}'")
+    )
     for message in result.warnings:
         present.warn(message)
     if args.html:

@@ -20,8 +20,9 @@ def add_parser(sub) -> None:
     add_model_argument(parser)
     add_spec_argument(parser, required=True)
     parser.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
-    parser.add_argument("--portable", action="store_true",
-                        help="standard ONNX only: pruned dense weights, no sparsecc ops")
+    parser.add_argument(
+        "--portable", action="store_true", help="standard ONNX only: pruned dense weights, no sparsecc ops"
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     parser.set_defaults(run=run)
 
@@ -29,15 +30,21 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     source = load_source(args.model)
     with present.status("running the pass pipeline"):
-        result = api.sparsify_ir(source.proto, args.spec, source.inputs, portable=args.portable, verify=args.debug)
+        result = api.sparsify_ir(
+            source.proto, args.spec, source.inputs, portable=args.portable, verify=args.debug
+        )
         proto = ir.serde.serialize_model(result.model)
-    present.console.print(present.weight_table(result.report, title=f"{args.model} with spec '{result.spec}'"))
+    present.console.print(
+        present.weight_table(result.report, title=f"{args.model} with spec '{result.spec}'")
+    )
     for message in result.warnings:
         present.warn(message)
-    facts = [("input size", present.human_bytes(source.size_bytes)),
-             ("output size", present.human_bytes(proto.ByteSize())),
-             ("size ratio", f"{proto.ByteSize() / source.size_bytes:.3f}"),
-             ("sparse layers", f"{sum(r.format != 'dense' for r in result.report)} of {len(result.report)}")]
+    facts = [
+        ("input size", present.human_bytes(source.size_bytes)),
+        ("output size", present.human_bytes(proto.ByteSize())),
+        ("size ratio", f"{proto.ByteSize() / source.size_bytes:.3f}"),
+        ("sparse layers", f"{sum(r.format != 'dense' for r in result.report)} of {len(result.report)}"),
+    ]
     if not args.no_check:
         with present.status("checking outputs with onnxruntime"):
             agreement = check_outputs(source, args.spec, proto, args.portable)
@@ -52,9 +59,13 @@ def check_outputs(source, spec, proto, portable: bool) -> list[tuple[str, str]]:
     """Compare with the pruned dense model (the reference); raise if they disagree."""
     facts = []
     if not portable:
-        reference = ir.serde.serialize_model(api.sparsify_ir(source.proto, spec, source.inputs, portable=True).model)
+        reference = ir.serde.serialize_model(
+            api.sparsify_ir(source.proto, spec, source.inputs, portable=True).model
+        )
         agreement = session.compare(proto, reference, source.inputs, tolerance=CHECK_TOLERANCE)
-        facts.append(("max |sparse - pruned dense|", f"{agreement.max_abs_diff:.2e} ({agreement.relative:.1e} rel.)"))
+        facts.append(
+            ("max |sparse - pruned dense|", f"{agreement.max_abs_diff:.2e} ({agreement.relative:.1e} rel.)")
+        )
         if not agreement.ok:
             raise RuntimeError(
                 f"sparsified model disagrees with the pruned dense model: max abs diff {agreement.max_abs_diff:.3e}"
@@ -62,5 +73,7 @@ def check_outputs(source, spec, proto, portable: bool) -> list[tuple[str, str]]:
             )
         facts.append(("onnxruntime check", f"[green]ok[/green] (<= {CHECK_TOLERANCE:g} rel.)"))
     drift = session.compare(proto, source.proto, source.inputs)
-    facts.append(("max |output - input model|", f"{drift.max_abs_diff:.2e} ({drift.relative:.1e} rel., from pruning)"))
+    facts.append(
+        ("max |output - input model|", f"{drift.max_abs_diff:.2e} ({drift.relative:.1e} rel., from pruning)")
+    )
     return facts
