@@ -1,0 +1,138 @@
+"""`sparsecc.compile()`: sparsify, lower to Relax with our kernels, build with TVM.
+
+Steps (each logged, and shown as progress by the CLI):
+  1. sparsify_ir          the front half (spec -> sparse ops), or skipped for a model already sparse
+  2. import_onnx          ONNX -> Relax; linear layers -> our TIR kernels (call_tir)
+  3. tvm.compile          Relax pipeline + codegen for the target (CUDA: dlight schedules the rest)
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+
+import numpy as np
+
+from sparsecc.backends.tvm.env import configure_tvm
+from sparsecc.backends.tvm.runtime import CompiledModel, TensorSpec
+from sparsecc.backends.tvm.target import TargetInfo, resolve_target
+from sparsecc.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+
+def _versions() -> dict:
+    import onnx
+    import tvm
+
+    import sparsecc
+
+    return {"sparsecc": sparsecc.__version__, "tvm": tvm.__version__, "onnx": onnx.__version__}
+
+
+def _input_specs(proto, inputs: dict[str, np.ndarray] | None) -> list[TensorSpec]:
+    from sparsecc.backends.ort.session import random_inputs
+
+    initializers = {i.name for i in proto.graph.initializer}
+    graph_inputs = [i for i in proto.graph.input if i.name not in initializers]
+    if inputs is None:
+        for value in graph_inputs:
+            dims = value.type.tensor_type.shape.dim
+            if any(not d.HasField("dim_value") for d in dims):
+                raise ModelError(
+                    f"input '{value.name}' has a dynamic shape; pass example_inputs so sparsecc can compile "
+                    "for a static shape"
+                )
+        inputs = random_inputs(proto)
+    return [TensorSpec(v.name, tuple(inputs[v.name].shape), str(inputs[v.name].dtype)) for v in graph_inputs]
+
+
+def _layer_weight_names(ir_model) -> dict[str, str]:
+    """Node name -> user-facing weight name, for every linear layer the importer may lower."""
+    from sparsecc.passes.linear import PARAM_KEY
+
+    names = {}
+    for index, node in enumerate(ir_model.graph):
+        if not node.name:
+            node.name = f"{node.op_type}_{index}"
+        if node.domain == "sparsecc" or node.op_type == "MatMul":
+            weight = node.inputs[1] if len(node.inputs) > 1 else None
+            if weight is not None and weight.const_value is not None:
+                names[node.name] = node.name if node.domain == "sparsecc" else (
+                    weight.metadata_props.get(PARAM_KEY) or weight.name)
+    return names
+
+
+def build_relax(module, target: TargetInfo):
+    import tvm
+    from tvm import relax
+
+    if target.family == "cuda":
+        from tvm.s_tir import dlight as dl
+
+        with target.target:
+            module = relax.get_pipeline("zero")(module)
+            module = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                             dl.gpu.GeneralReduction(), dl.gpu.Fallback())(module)
+    return tvm.compile(module, target=target.target)
+
+
+def compile(model, spec=None, example_inputs=None, target="cpu", tune: int = 0, *, check: bool = True):
+    """Compile `model` for `target`; returns a CompiledModel (see design.md, "Python API")."""
+    configure_tvm()
+    import onnx_ir as ir
+
+    from sparsecc.backends.tvm.importer import import_onnx
+    from sparsecc.compiler.api import sparsify_ir
+
+    info = resolve_target(target)
+    started = time.perf_counter()
+    result = sparsify_ir(model, spec if spec is not None else "existing", example_inputs)
+    names = _layer_weight_names(result.model)
+    proto = ir.serde.serialize_model(result.model)
+    inputs = _input_specs(proto, result.example_inputs)
+    logger.info("sparsified in %.1f s", time.perf_counter() - started)
+    if tune:
+        logger.warning("tune=%d: autotuning is not implemented yet; using the default tile sizes", tune)
+
+    step = time.perf_counter()
+    module, layers = import_onnx(proto, {s.name: s.shape for s in inputs}, {s.name: s.dtype for s in inputs}, info)
+    logger.info("lowered to Relax in %.1f s (%d linear kernels)", time.perf_counter() - step, len(layers))
+    step = time.perf_counter()
+    executable = build_relax(module, info)
+    logger.info("built for %s in %.1f s", info.name, time.perf_counter() - step)
+
+    report = [row.as_dict() for row in result.report]
+    by_name = {row["name"]: row for row in report}
+    for layer in layers:
+        row = by_name.get(names.get(layer.node, layer.node))
+        if row is not None:
+            row["kernel"] = layer.kernel.name
+    library = executable if info.family == "cuda" else executable.jit() if info.runs_here else executable
+    outputs = _output_specs(proto)
+    manifest = {
+        "inputs": [s.as_dict() for s in inputs],
+        "outputs": outputs,
+        "target": {"name": info.name, "family": info.family, "arch": info.arch, "dict": info.target_dict},
+        "spec": result.spec.to_dict(),
+        "versions": _versions(),
+        "report": report,
+        "built_on": platform.machine(),
+    }
+    compiled = CompiledModel(executable, manifest)
+    compiled.example_inputs = result.example_inputs
+    del library
+    return compiled
+
+
+def _output_specs(proto) -> list[dict]:
+    import onnx
+
+    specs = []
+    for value in proto.graph.output:
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type) if tensor.elem_type else np.float32
+        specs.append({"name": value.name, "shape": dims, "dtype": str(np.dtype(dtype))})
+    return specs

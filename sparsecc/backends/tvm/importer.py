@@ -1,0 +1,197 @@
+"""ONNX IR -> Relax through TVM's own ONNX importer, extended (not edited) for our ops.
+
+The extension renames, in a copy of the graph, the nodes we convert ourselves to
+private op names, so TVM's unsupported-op check and dispatch (which look at the op
+type only, not the domain) never confuse them with its own:
+  sparsecc::BsrMatMul / NmMatMul / CsrMatMul -> our sparse kernels (call_tir)
+  MatMul(X, constant 2-D W)                  -> our dense kernel (call_tir)
+  Attention (opset 23, standard domain)       -> matmul/softmax/matmul in Relax
+Everything TVM cannot import is reported at once, in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import numpy as np
+import onnx
+
+from sparsecc.backends.tvm.kernels import Kernel
+from sparsecc.backends.tvm.kernels.registry import make_kernel
+from sparsecc.backends.tvm.target import TargetInfo
+from sparsecc.errors import UnsupportedOpError
+from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight
+
+logger = logging.getLogger(__name__)
+
+PRIVATE = "sparsecc__"  # prefix of the op types only our converters handle
+SPARSE_OPS = ("BsrMatMul", "NmMatMul", "CsrMatMul")
+
+
+@dataclasses.dataclass
+class LoweredLayer:
+    """What the importer did with one linear layer, for the report."""
+
+    node: str
+    kind: str  # "BsrMatMul", ..., "MatMul"
+    kernel: Kernel
+    weight_shape: tuple[int, int]
+
+
+def mark_private_ops(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose sparse, constant-weight MatMul and standard Attention nodes carry private op types."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    constants = {init.name for init in model.graph.initializer}
+    del model.functions[:]  # sparse-op reference bodies: our converters replace them
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{index}"
+        if node.domain == "sparsecc" and node.op_type in SPARSE_OPS:
+            node.op_type, node.domain = PRIVATE + node.op_type, ""
+        elif node.domain in ("", "ai.onnx") and node.op_type == "MatMul" and node.input[1] in constants:
+            node.op_type = PRIVATE + "DenseMatMul"
+        elif node.domain in ("", "ai.onnx") and node.op_type == "Attention":
+            node.op_type = PRIVATE + "Attention"
+    return model
+
+
+def _importer_class():
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    class SparseccImporter(onnx_frontend.ONNXGraphImporter):
+        """TVM's ONNX graph importer plus converters for sparsecc's ops."""
+
+        def __init__(self, shape_dict, dtype_dict, target: TargetInfo):
+            super().__init__(shape_dict, dtype_dict)
+            self.target_info = target
+            self.layers: list[LoweredLayer] = []
+
+        def _check_for_unsupported_ops(self, graph):
+            known = onnx_frontend._get_convert_map()
+            unsupported = sorted({
+                f"{node.domain}::{node.op_type}" if node.domain else node.op_type
+                for node in graph.node
+                if not node.op_type.startswith(PRIVATE) and node.op_type not in known
+                and node.op_type not in ("If", "Constant")
+            })
+            if unsupported:
+                raise UnsupportedOpError(
+                    f"the TVM backend cannot compile these ops: {', '.join(unsupported)}; "
+                    "use `sparsecc sparsify` (ONNX out) for this model, or replace those ops"
+                )
+
+        def _convert_operator(self, op_name, inputs, attrs, opset):
+            if not op_name.startswith(PRIVATE):
+                return super()._convert_operator(op_name, inputs, attrs, opset)
+            kind = op_name[len(PRIVATE):]
+            if kind == "Attention":
+                return self.bb.normalize(convert_attention(self.bb, inputs, attrs))
+            return self.bb.normalize(self._convert_linear(kind, inputs, attrs))
+
+        def _convert_linear(self, kind, inputs, attrs):
+            from tvm import relax
+
+            x = inputs[0]
+            shape = [int(d) for d in x.ty.shape]
+            if kind == "DenseMatMul":
+                wt = _constant(inputs[1])
+                if len(shape) < 2 or wt.ndim != 2 or x.ty.dtype != "float32":
+                    return relax.op.matmul(x, inputs[1])
+                weight, bias = np.ascontiguousarray(wt.T), None
+            else:
+                weight = _sparse_weight(kind, [_constant(v) for v in inputs[1:]], attrs)
+                bias_input = inputs[len(weight.arrays()) + 1] if len(inputs) > len(weight.arrays()) + 1 else None
+                bias = None if bias_input is None else _constant(bias_input)
+            out, inp = weight.shape
+            m = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+            kernel = make_kernel(weight, bias, m, self.target_info)
+            name = attrs["tvm_custom"]["name"]
+            self.layers.append(LoweredLayer(name, kind.replace("DenseMatMul", "MatMul"), kernel, (out, inp)))
+            func = self.bb.add_func(kernel.prim_func.without_attr("global_symbol"), _func_name(name, kernel))
+            x2 = self.bb.emit(relax.op.reshape(x, (m, inp)))
+            y2 = self.bb.emit(relax.call_tir(func, [x2, *[relax.const(c) for c in kernel.constants]],
+                                             out_ty=relax.TensorType((m, out), "float32")))
+            return relax.op.reshape(y2, (*shape[:-1], out))
+
+    return SparseccImporter
+
+
+def _func_name(node_name: str, kernel: Kernel) -> str:
+    clean = "".join(ch if ch.isalnum() else "_" for ch in node_name)[-40:]
+    return f"{kernel.name}_{clean}"
+
+
+def _constant(expr) -> np.ndarray:
+    from tvm.ir.expr import Constant
+
+    if not isinstance(expr, Constant):
+        raise UnsupportedOpError("a sparse op's weight inputs must be constants (initializers)")
+    return expr.value.numpy()
+
+
+def _sparse_weight(kind: str, arrays: list[np.ndarray], attrs: dict):
+    shape = tuple(int(s) for s in attrs["shape"])
+    if kind == "BsrMatMul":
+        return BsrWeight(arrays[0], arrays[1], arrays[2], shape, tuple(int(b) for b in attrs["block"]))
+    if kind == "NmMatMul":
+        return NmWeight(arrays[0], arrays[1], shape, int(attrs["n"]), int(attrs["m"]))
+    return CsrWeight(arrays[0], arrays[1], arrays[2], shape)
+
+
+def convert_attention(bb, inputs, attrs):
+    """ONNX opset-23 Attention (no past KV) as Relax: softmax(Q K^T * scale + mask) V."""
+    from tvm import relax
+
+    q, k, v = inputs[0], inputs[1], inputs[2]
+    mask = inputs[3] if len(inputs) > 3 else None
+    if len(inputs) > 4 and any(i is not None for i in inputs[4:]):
+        raise UnsupportedOpError("Attention with past key/value inputs is not supported by the TVM backend")
+    if attrs.get("softcap", 0.0) or attrs.get("qk_matmul_output_mode", 0):
+        raise UnsupportedOpError("Attention with softcap or qk_matmul_output_mode is not supported by the TVM backend")
+    three_d = len(q.ty.shape) == 3
+    if three_d:  # [B, S, H*D] -> [B, H, S, D]
+        q = _split_heads(bb, q, int(attrs["q_num_heads"]))
+        k = _split_heads(bb, k, int(attrs["kv_num_heads"]))
+        v = _split_heads(bb, v, int(attrs["kv_num_heads"]))
+    heads_q, heads_kv = int(q.ty.shape[1]), int(k.ty.shape[1])
+    if heads_q != heads_kv:
+        k = bb.emit(relax.op.repeat(k, heads_q // heads_kv, axis=1))
+        v = bb.emit(relax.op.repeat(v, heads_q // heads_kv, axis=1))
+    head_dim = int(q.ty.shape[-1])
+    scale = float(attrs.get("scale", 1.0 / math.sqrt(head_dim)))
+    scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 1, 3, 2])))
+    scores = bb.emit(relax.op.multiply(scores, relax.const(scale, "float32")))
+    s_q, s_kv = int(scores.ty.shape[2]), int(scores.ty.shape[3])
+    if attrs.get("is_causal", 0):
+        causal = np.triu(np.full((s_q, s_kv), -np.inf, np.float32), k=1 + s_kv - s_q)
+        scores = bb.emit(relax.op.add(scores, relax.const(causal)))
+    if mask is not None:
+        if mask.ty.dtype == "bool":
+            scores = bb.emit(relax.op.where(mask, scores, relax.const(-np.inf, "float32")))
+        else:
+            scores = bb.emit(relax.op.add(scores, mask))
+    probs = bb.emit(relax.op.nn.softmax(scores, axis=-1))
+    out = bb.emit(relax.op.matmul(probs, v))
+    if three_d:
+        b, h, s, d = (int(x) for x in out.ty.shape)
+        out = bb.emit(relax.op.reshape(relax.op.permute_dims(out, [0, 2, 1, 3]), (b, s, h * d)))
+    return out
+
+
+def _split_heads(bb, x, heads: int):
+    from tvm import relax
+
+    b, s, hidden = (int(d) for d in x.ty.shape)
+    return bb.emit(relax.op.permute_dims(relax.op.reshape(x, (b, s, heads, hidden // heads)), [0, 2, 1, 3]))
+
+
+def import_onnx(model: onnx.ModelProto, input_shapes: dict[str, tuple], input_dtypes: dict[str, str],
+                target: TargetInfo):
+    """Relax IRModule of `model` with static input shapes, and the linear layers it lowered."""
+    marked = mark_private_ops(model)
+    importer = _importer_class()(input_shapes, input_dtypes, target)
+    opset = next((o.version for o in marked.opset_import if o.domain in ("", "ai.onnx")), 1)
+    module = importer.from_onnx(marked.graph, opset)
+    return module, importer.layers

@@ -1,0 +1,63 @@
+"""The CUDA linear kernel: one thread per output element, walking its block row.
+
+Correct for every format (same block-sparse-row operands as the CPU kernel) and
+simple on purpose: it builds to PTX here without a GPU; fast GPU schedules
+(2:4 on sparse tensor cores via mma.sp) are future work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sparsecc.backends.tvm.kernels import Kernel
+from sparsecc.backends.tvm.kernels.blocked_cpu import packed_values
+from sparsecc.ops.formats import BsrWeight
+
+THREADS = 256
+
+
+def blocked_linear_cuda(m: int, weight: BsrWeight, name: str = "main"):
+    from tvm.script import tirx as T
+
+    out, inp = weight.shape
+    r_size, c_size = weight.block
+    nnzb, n_block_rows = max(weight.nnz_blocks, 1), out // r_size
+    total = m * out
+    n_blocks = -(-total // THREADS)
+
+    @T.prim_func
+    def kernel(
+        X: T.Buffer((m, inp), "float32"),
+        data: T.Buffer((nnzb, c_size, r_size), "float32"),
+        indices: T.Buffer((nnzb,), "int32"),
+        indptr: T.Buffer((n_block_rows + 1,), "int32"),
+        bias: T.Buffer((out,), "float32"),
+        Y: T.Buffer((m, out), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True, "global_symbol": name})
+        for bx in T.thread_binding(n_blocks, thread="blockIdx.x"):
+            for tx in T.thread_binding(THREADS, thread="threadIdx.x"):
+                acc = T.alloc_buffer((1,), "float32", scope="local")
+                if bx * THREADS + tx < total:
+                    acc[0] = bias[(bx * THREADS + tx) % out]
+                    for e in T.serial(
+                        indptr[(bx * THREADS + tx) % out // r_size + 1] - indptr[(bx * THREADS + tx) % out // r_size]
+                    ):
+                        for c in T.serial(c_size):
+                            acc[0] = acc[0] + X[
+                                (bx * THREADS + tx) // out,
+                                indices[indptr[(bx * THREADS + tx) % out // r_size] + e] * c_size + c,
+                            ] * data[indptr[(bx * THREADS + tx) % out // r_size] + e, c, (bx * THREADS + tx) % out % r_size]
+                    Y[(bx * THREADS + tx) // out, (bx * THREADS + tx) % out] = acc[0]
+
+    return kernel
+
+
+def make_cuda_kernel(weight: BsrWeight, bias: np.ndarray | None, m: int, label: str) -> Kernel:
+    out, _ = weight.shape
+    values, indices = packed_values(weight), weight.col_indices
+    if weight.nnz_blocks == 0:
+        values, indices = np.zeros((1, weight.block[1], weight.block[0]), np.float32), np.zeros(1, np.int32)
+    constants = [values, indices.astype(np.int32), weight.row_ptr.astype(np.int32),
+                 np.zeros(out, np.float32) if bias is None else bias.astype(np.float32)]
+    return Kernel(label, blocked_linear_cuda(m, weight), constants, {"threads": THREADS}, 2 * m * weight.values.size)

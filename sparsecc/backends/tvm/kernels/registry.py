@@ -1,0 +1,58 @@
+"""Pick and build the kernel for one linear layer: format x target family.
+
+Rules, tried in order (one line each, like a dlight rule chain):
+  dense W          -> all-blocks-present BSR with R | out rows per block (the dense micro-kernel)
+  BsrWeight        -> BSR kernel with the weight's own blocks
+  CsrWeight        -> BSR kernel with 1x1 blocks
+  NmWeight         -> its CSR form (every row holds in*n/m entries), 1x1 blocks
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sparsecc.backends.tvm.kernels import Kernel
+from sparsecc.backends.tvm.target import TargetInfo
+from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight
+
+DENSE_ROWS = (8, 6, 4, 2, 1)  # rows per dense block, first that divides out_features
+
+
+def dense_as_blocks(w: np.ndarray) -> BsrWeight:
+    out, inp = w.shape
+    rows = next(r for r in DENSE_ROWS if out % r == 0)
+    n_block_rows = out // rows
+    values = np.ascontiguousarray(w.reshape(n_block_rows, rows, inp).transpose(0, 2, 1).reshape(-1, rows, 1))
+    col = np.tile(np.arange(inp, dtype=np.int32), n_block_rows)
+    row_ptr = (np.arange(n_block_rows + 1, dtype=np.int64) * inp).astype(np.int32)
+    return BsrWeight(values, col, row_ptr, (out, inp), (rows, 1))
+
+
+def csr_as_blocks(weight: CsrWeight) -> BsrWeight:
+    return BsrWeight(weight.values.reshape(-1, 1, 1), weight.col_indices, weight.row_ptr, weight.shape, (1, 1))
+
+
+def as_blocks(weight) -> tuple[BsrWeight, str]:
+    """The block-sparse-row operands of any weight, and the kernel's family name."""
+    if isinstance(weight, np.ndarray):
+        blocks = dense_as_blocks(np.asarray(weight, np.float32))
+        return blocks, f"dense_{blocks.block[0]}rows"
+    if isinstance(weight, BsrWeight):
+        return weight, f"bsr_{weight.block[0]}x{weight.block[1]}"
+    if isinstance(weight, CsrWeight):
+        return csr_as_blocks(weight), "csr"
+    if isinstance(weight, NmWeight):
+        return csr_as_blocks(CsrWeight.from_dense(weight.to_dense())), f"nm_{weight.n}_{weight.m}"
+    raise TypeError(f"no kernel for weight of type {type(weight).__name__}")
+
+
+def make_kernel(weight, bias: np.ndarray | None, m: int, target: TargetInfo, tiles: dict | None = None) -> Kernel:
+    """The scheduled PrimFunc computing Y[m, out] = X[m, in] @ W.T (+ bias) for `target`."""
+    blocks, family = as_blocks(weight)
+    if target.family == "cuda":
+        from sparsecc.backends.tvm.kernels.blocked_cuda import make_cuda_kernel
+
+        return make_cuda_kernel(blocks, bias, m, f"{family}_cuda")
+    from sparsecc.backends.tvm.kernels.blocked_cpu import make_blocked_kernel
+
+    return make_blocked_kernel(blocks, bias, m, target.lanes, f"{family}_{target.family}", tiles)
