@@ -75,6 +75,13 @@ def build_relax(module, target: TargetInfo):
             module = relax.get_pipeline("zero")(module)
             module = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
                                              dl.gpu.GeneralReduction(), dl.gpu.Fallback())(module)
+    else:
+        from sparsecc.backends.tvm.schedules import apply_cpu_schedules
+
+        # erf/exp/softmax as vectorisable polynomials (float32-accurate; checked against onnxruntime in tests)
+        module = relax.transform.FastMathTransform()(module)
+        module = relax.get_pipeline("zero")(module)
+        module = apply_cpu_schedules(module, target.target)
     return tvm.compile(module, target=target.target)
 
 

@@ -83,6 +83,8 @@ def _importer_class():
                 )
 
         def _convert_operator(self, op_name, inputs, attrs, opset):
+            if op_name == "Gelu" and attrs.get("approximate", b"none") in (b"none", "none"):
+                return self.bb.normalize(exact_gelu(inputs[0]))
             if not op_name.startswith(PRIVATE):
                 return super()._convert_operator(op_name, inputs, attrs, opset)
             kind = op_name[len(PRIVATE):]
@@ -161,8 +163,9 @@ def convert_attention(bb, inputs, attrs):
         v = bb.emit(relax.op.repeat(v, heads_q // heads_kv, axis=1))
     head_dim = int(q.ty.shape[-1])
     scale = float(attrs.get("scale", 1.0 / math.sqrt(head_dim)))
+    # Scale Q, not the scores: the multiply then fuses into the matmul as a prologue.
+    q = bb.emit(relax.op.multiply(q, relax.const(scale, "float32")))
     scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 1, 3, 2])))
-    scores = bb.emit(relax.op.multiply(scores, relax.const(scale, "float32")))
     s_q, s_kv = int(scores.ty.shape[2]), int(scores.ty.shape[3])
     if attrs.get("is_causal", 0):
         causal = np.triu(np.full((s_q, s_kv), -np.inf, np.float32), k=1 + s_kv - s_q)
@@ -178,6 +181,15 @@ def convert_attention(bb, inputs, attrs):
         b, h, s, d = (int(x) for x in out.ty.shape)
         out = bb.emit(relax.op.reshape(relax.op.permute_dims(out, [0, 2, 1, 3]), (b, s, h * d)))
     return out
+
+
+def exact_gelu(x):
+    """0.5 x (1 + erf(x / sqrt 2)) spelled out, so FastMathTransform can vectorise the erf."""
+    from tvm import relax
+
+    half = relax.const(0.5, "float32")
+    erf = relax.op.erf(relax.op.multiply(x, relax.const(1.0 / math.sqrt(2.0), "float32")))
+    return relax.op.multiply(relax.op.multiply(x, half), relax.op.add(relax.const(1.0, "float32"), erf))
 
 
 def _split_heads(bb, x, heads: int):

@@ -52,7 +52,7 @@ def blocked_linear(m: int, weight: BsrWeight, mt: int, name: str = "main"):
         bias: T.Buffer((out,), "float32"),
         Y: T.Buffer((m, out), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "global_symbol": name})
+        T.func_attr({"tirx.noalias": True, "global_symbol": name, "tirx.is_scheduled": True})
         XT = T.alloc_buffer((inp, m_padded), "float32")
         for k in T.parallel(inp):
             for t in T.serial(m_padded):

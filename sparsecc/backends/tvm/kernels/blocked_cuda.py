@@ -34,7 +34,7 @@ def blocked_linear_cuda(m: int, weight: BsrWeight, name: str = "main"):
         bias: T.Buffer((out,), "float32"),
         Y: T.Buffer((m, out), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "global_symbol": name})
+        T.func_attr({"tirx.noalias": True, "global_symbol": name, "tirx.is_scheduled": True})
         for bx in T.thread_binding(n_blocks, thread="blockIdx.x"):
             for tx in T.thread_binding(THREADS, thread="threadIdx.x"):
                 acc = T.alloc_buffer((1,), "float32", scope="local")

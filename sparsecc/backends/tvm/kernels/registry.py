@@ -4,7 +4,7 @@ Rules, tried in order (one line each, like a dlight rule chain):
   dense W          -> all-blocks-present BSR with R | out rows per block (the dense micro-kernel)
   BsrWeight        -> BSR kernel with the weight's own blocks
   CsrWeight        -> BSR kernel with 1x1 blocks
-  NmWeight         -> its CSR form (every row holds in*n/m entries), 1x1 blocks
+  NmWeight         -> CPU: the N:M kernel (row tiles share X^T rows per group); CUDA: CSR form
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ def as_blocks(weight) -> tuple[BsrWeight, str]:
 
 def make_kernel(weight, bias: np.ndarray | None, m: int, target: TargetInfo, tiles: dict | None = None) -> Kernel:
     """The scheduled PrimFunc computing Y[m, out] = X[m, in] @ W.T (+ bias) for `target`."""
+    if isinstance(weight, NmWeight) and target.family != "cuda":
+        from sparsecc.backends.tvm.kernels.nm_cpu import make_nm_kernel
+
+        return make_nm_kernel(weight, bias, m, target.lanes, f"nm_{weight.n}_{weight.m}_{target.family}", tiles)
     blocks, family = as_blocks(weight)
     if target.family == "cuda":
         from sparsecc.backends.tvm.kernels.blocked_cuda import make_cuda_kernel

@@ -1,0 +1,113 @@
+"""Default CPU schedules for the parts of a model that are not linear layers.
+
+TVM's legalized Relax ops come as unscheduled loop nests (one thread, scalar), and
+dlight's CPU rules cover only GEMV and softmax/norm-like reductions. Two rules of
+ours, in dlight's shape (`apply` returns a Schedule, or None when it does not apply):
+  BatchMatmul  attention's Q K^T and P V: reduction moved outside the last spatial
+               axis, which is vectorised; leading spatial axes parallel
+  Injective    element-wise / layout ops: outer axes fused and parallel, inner vectorised
+Our linear kernels are hand-scheduled TIR marked `tirx.is_scheduled`, so no rule touches them.
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir, tirx
+from tvm.s_tir import dlight as dl
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base import get_extent
+from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
+
+LANES = 16
+
+
+def _vectorize_last(sch, loop, lanes: int = LANES) -> None:
+    extent = get_extent(sch, loop)
+    if isinstance(extent, int) and extent >= lanes and extent % lanes == 0:
+        _, inner = sch.split(loop, factors=[None, lanes])
+        sch.vectorize(inner)
+    elif isinstance(extent, int) and 2 <= extent <= lanes:
+        sch.vectorize(loop)
+
+
+class BatchMatmul(CPUScheduleRule):
+    """One reduction block of kind S...SR whose output's last axis is the last spatial axis."""
+
+    def apply(self, func: tirx.PrimFunc, target, _tunable: bool):
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None:
+            return None
+        reductions = [info for info in infos if not info.is_injective()]
+        if len(reductions) != 1 or not reductions[0].dom_kind().endswith("SR") or infos[-1] is not reductions[0]:
+            return None
+        block = reductions[0].block_rv
+        kinds = reductions[0].dom_kind()
+        if kinds.count("R") != 1 or len(kinds) < 3:
+            return None
+        for info in infos[:-1]:  # inline producers such as transposes and scalings
+            try:
+                sch.compute_inline(info.block_rv)
+            except Exception:  # noqa: BLE001 - a producer that cannot inline keeps its own loops
+                return None
+        loops = sch.get_loops(block)
+        *outer, last, reduce = loops
+        sch.reorder(reduce, last)
+        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+        sch.parallel(fused)
+        _vectorize_last(sch, last)  # before decompose_reduction, which leaves a non-compact update
+        sch.decompose_reduction(block, reduce)
+        return sch
+
+
+class Injective(CPUScheduleRule):
+    """Every block spatial: parallel over fused outer loops, vectorised innermost loop."""
+
+    def apply(self, func: tirx.PrimFunc, target, _tunable: bool):
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if not infos or not all(info.is_injective() for info in infos):
+            return None
+        for info in infos[:-1]:
+            try:
+                sch.compute_inline(info.block_rv)
+            except Exception:  # noqa: BLE001
+                pass
+        for info in normalize_prim_func(sch) or []:
+            loops = sch.get_loops(info.block_rv)
+            if not loops:
+                continue
+            if len(loops) >= 2:
+                outer = sch.fuse(*loops[:-1])
+                sch.parallel(outer)
+                _vectorize_last(sch, loops[-1])
+            else:
+                extent = get_extent(sch, loops[0])
+                if isinstance(extent, int) and extent >= 1024:
+                    outer, inner = sch.split(loops[0], factors=[None, LANES])
+                    sch.parallel(outer)
+                    sch.vectorize(inner)
+        return sch
+
+
+class _Guarded(dl.ScheduleRule):
+    """A rule that declines (None) instead of failing the build when its schedule does not fit."""
+
+    def __init__(self, rule: dl.ScheduleRule):
+        self.rule = rule
+
+    def apply(self, func, target, tunable):
+        try:
+            return self.rule.apply(func, target, tunable)
+        except Exception:  # noqa: BLE001 - an unscheduled function is slow but correct
+            return None
+
+
+def apply_cpu_schedules(module, target):
+    """Schedule every unscheduled PrimFunc of a legalized, fused module for a CPU target."""
+    rules = [BatchMatmul(), dl.cpu.GEMV(), dl.cpu.Reduction(), Injective()]
+    with target:
+        return dl.ApplyDefaultSchedule(*[_Guarded(rule) for rule in rules])(module)
