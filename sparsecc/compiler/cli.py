@@ -13,7 +13,7 @@ import sys
 
 from sparsecc.errors import SparseccError
 
-COMMANDS = ("inspect", "sparsify", "opt", "demo")
+COMMANDS = ("inspect", "sparsify", "opt", "compile", "run", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,7 +40,7 @@ class WeightAnalysis:
     shape: tuple[int, int]
     density: float
     nm: tuple[tuple[int, int], ...]  # N:M patterns the weight conforms to
-    best_block: BlockFit | None  # the block shape with the best estimated speedup
+    best_block: BlockFit | None  # the block shape whose blocks are fullest (largest among ties)
     zero_rows: int
     zero_cols: int
     best: cost.Estimate | None  # the best format for `existing` (None when nothing pays)
@@ -60,7 +60,7 @@ class WeightAnalysis:
             n, m = max(structural, key=lambda nm: nm[1] / nm[0])
             parts.append(f"{n}:{m}")
         fit = self.best_block
-        if fit is not None and fit.fill >= 0.5 and fit.block_density < 1.0:
+        if fit is not None and fit.fill >= 0.9 and fit.block_density < 1.0:
             r, c = fit.block
             parts.append(f"block {r}x{c} @ {1 - fit.block_density:.0%} (fill {fit.fill:.0%})")
         if not parts:
@@ -95,7 +95,8 @@ def analyze_weight(w: np.ndarray) -> WeightAnalysis:
     fits = [block_fit(w, b, nnz) for b in BLOCK_CANDIDATES if out % b[0] == 0 and inp % b[1] == 0]
     block_estimates = {f.block: cost.estimate_bsr(w.shape, f.block, f.block_density) for f in fits}
     candidates += block_estimates.values()
-    best_block = max(fits, key=lambda f: block_estimates[f.block].speedup, default=None)
+    # The block that describes the weight: the fullest blocks, then the largest of those.
+    best_block = max(fits, key=lambda f: (round(f.fill, 2), f.block[0] * f.block[1]), default=None)
     paying = [e for e in candidates if e.pays]
     return WeightAnalysis(
         shape=(out, inp),
@@ -104,6 +105,6 @@ def analyze_weight(w: np.ndarray) -> WeightAnalysis:
         best_block=best_block,
         zero_rows=int(np.sum(~nonzero.any(axis=1))),
         zero_cols=int(np.sum(~nonzero.any(axis=0))),
-        best=max(paying, key=lambda e: e.speedup, default=None),
+        best=max(paying, key=lambda e: (round(e.speedup, 6), -e.bytes_ratio), default=None),
         candidates=tuple(candidates),
     )

@@ -1,0 +1,32 @@
+"""Shared by the benchmarks: thread pinning, interleaved timing, tables."""
+
+from __future__ import annotations
+
+import os
+import time
+
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+os.environ["TVM_NUM_THREADS"] = str(THREADS)
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
+import numpy as np  # noqa: E402
+
+
+def median_ms(fn, runs: int = 20, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times)) * 1000.0
+
+
+def interleaved(candidates: dict, rounds: int = 3, runs: int = 10) -> dict[str, float]:
+    """Median of per-round medians, rounds interleaved so machine noise hits every candidate alike."""
+    results = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            results[name].append(median_ms(fn, runs=runs))
+    return {name: float(np.median(values)) for name, values in results.items()}

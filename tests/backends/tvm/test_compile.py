@@ -1,0 +1,80 @@
+"""compile() end to end: transformers BertModel from torch and from ONNX, zoo models, CLI."""
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+import torch
+
+import sparsecc
+from sparsecc.compiler import frontend
+from sparsecc.errors import InputError
+from tests.hf_bert import make_hf_bert, prune_hf_bert
+
+pytest.importorskip("tvm")
+
+
+@pytest.fixture(scope="module")
+def pruned_bert():
+    model, inputs = make_hf_bert()
+    prune_hf_bert(model)
+    with torch.no_grad():
+        expected = model(**inputs).last_hidden_state.numpy()
+    return model, inputs, expected
+
+
+def check_bert(cm, inputs, expected):
+    out = cm(**{k: v.numpy() for k, v in inputs.items()})
+    hidden = out[0] if isinstance(out, tuple) else out
+    assert np.abs(hidden - expected).max() <= 1e-4 * np.abs(expected).max()
+    rows = {row["name"]: row for row in cm.report}
+    pruned = [n for n in rows if ".attention." in n or "intermediate" in n or ".output.dense" in n]
+    assert len(pruned) == 12
+    for name in pruned:
+        assert rows[name]["format"] != "dense" and rows[name]["kernel"].startswith(("nm_", "bsr_")), rows[name]
+
+
+def test_bert_from_torch_module(pruned_bert):
+    model, inputs, expected = pruned_bert
+    check_bert(sparsecc.compile(model, "existing", example_inputs=inputs), inputs, expected)
+
+
+def test_bert_from_onnx_file(pruned_bert, tmp_path):
+    model, inputs, expected = pruned_bert
+    ir_model, feeds = frontend.resolve_model(model, inputs)
+    ir.save(ir_model, tmp_path / "bert.onnx")
+    cm = sparsecc.compile(str(tmp_path / "bert.onnx"), "existing", example_inputs=feeds)
+    check_bert(cm, inputs, expected)
+    torch_out = cm(**inputs)  # torch in -> torch out
+    assert isinstance(torch_out[0], torch.Tensor)
+
+
+def test_wrong_input_shape_and_dtype():
+    cm = sparsecc.compile("zoo:mlp", "layers.0.weight=block(16,1)@0.9")
+    x = cm.example_inputs["x"] if "x" in cm.example_inputs else next(iter(cm.example_inputs.values()))
+    with pytest.raises(InputError, match=r"has shape \(3, 256\) but the model was compiled for \(32, 256\)"):
+        cm(x[:3])
+    with pytest.raises(InputError, match="dtype float64"):
+        cm(x.astype(np.float64))
+    with pytest.raises(InputError, match="takes 1 inputs"):
+        cm(x, x)
+
+
+def test_cli_compile_run(tmp_path):
+    pkg = tmp_path / "mlp.sccpkg"
+    proc = subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", "compile", "zoo:mlp", "--spec",
+                           "layers.1.weight=unstructured@0.95", "-o", str(pkg)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "csr_x86" in proc.stdout
+    x = np.random.default_rng(0).standard_normal((32, 256)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    name = sparsecc.load(pkg).input_specs[0].name
+    proc = subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", "run", str(pkg), "--input",
+                           f"{name}={tmp_path / 'x.npy'}", "-o", str(tmp_path / "y.npz")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(tmp_path / "y.npz")[sparsecc.load(pkg).output_specs[0].name].shape == (32, 256)
+    bad = subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", "run", str(pkg), "--input",
+                          f"{name}={tmp_path / 'nope.npy'}"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope.npy" in bad.stderr

@@ -1,0 +1,72 @@
+"""ONNX -> Relax: sparse ops, dense linears and the opset-23 Attention against onnxruntime."""
+
+import numpy as np
+import onnx
+import pytest
+
+from sparsecc.backends.ort import session
+from sparsecc.backends.tvm.compile import build_relax
+from sparsecc.backends.tvm.importer import import_onnx
+from sparsecc.backends.tvm.target import resolve_target
+from sparsecc.errors import UnsupportedOpError
+
+tvm = pytest.importorskip("tvm")
+TARGET = resolve_target("cpu")
+RNG = np.random.default_rng(5)
+
+
+def run_tvm(proto, feeds):
+    from tvm import relax
+
+    shapes = {k: v.shape for k, v in feeds.items()}
+    dtypes = {k: str(v.dtype) for k, v in feeds.items()}
+    module, layers = import_onnx(proto, shapes, dtypes, TARGET)
+    vm = relax.VirtualMachine(build_relax(module, TARGET), tvm.cpu())
+    out = vm["main"](*[tvm.runtime.tensor(feeds[i.name], tvm.cpu()) for i in proto.graph.input])
+    return (out.numpy() if hasattr(out, "numpy") else out[0].numpy()), layers
+
+
+def attention_model(shape_q, shape_kv, attrs: dict, mask_type=None):
+    inputs = [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, s)
+              for n, s in (("Q", shape_q), ("K", shape_kv), ("V", shape_kv))]
+    names = ["Q", "K", "V"]
+    if mask_type is not None:
+        s_q, s_kv = shape_q[-2] if len(shape_q) == 4 else shape_q[1], shape_kv[-2] if len(shape_kv) == 4 else shape_kv[1]
+        inputs.append(onnx.helper.make_tensor_value_info("M", mask_type, [s_q, s_kv]))
+        names.append("M")
+    node = onnx.helper.make_node("Attention", names, ["Y"], **attrs)
+    graph = onnx.helper.make_graph([node], "g", inputs, [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 23)], ir_version=10)
+
+
+@pytest.mark.parametrize(
+    ("shape_q", "shape_kv", "attrs", "mask"),
+    [
+        ([1, 4, 16, 8], [1, 4, 16, 8], {}, None),
+        ([2, 4, 16, 8], [2, 4, 16, 8], {"is_causal": 1}, None),
+        ([1, 4, 16, 8], [1, 2, 16, 8], {"scale": 0.3}, None),  # grouped-query: 4 query heads, 2 kv heads
+        ([1, 16, 32], [1, 16, 32], {"q_num_heads": 4, "kv_num_heads": 4}, None),  # 3-D inputs
+        ([1, 4, 16, 8], [1, 4, 16, 8], {}, onnx.TensorProto.BOOL),
+        ([1, 4, 16, 8], [1, 4, 16, 8], {}, onnx.TensorProto.FLOAT),
+    ],
+)
+def test_standard_attention_matches_onnxruntime(shape_q, shape_kv, attrs, mask):
+    proto = attention_model(shape_q, shape_kv, attrs, mask)
+    feeds = {"Q": RNG.standard_normal(shape_q).astype(np.float32), "K": RNG.standard_normal(shape_kv).astype(np.float32),
+             "V": RNG.standard_normal(shape_kv).astype(np.float32)}
+    if mask == onnx.TensorProto.BOOL:
+        feeds["M"] = RNG.random((16, 16)) > 0.3
+        feeds["M"][:, 0] = True
+    elif mask == onnx.TensorProto.FLOAT:
+        feeds["M"] = RNG.standard_normal((16, 16)).astype(np.float32)
+    want = session.run(proto, feeds)[0]
+    got, _ = run_tvm(proto, feeds)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_unsupported_ops_are_listed_in_one_error():
+    proto = onnx.parser.parse_model("""<ir_version: 10, opset_import: ["" : 23, "acme" : 1]>
+        g (float[4] X) => (float[4] Y) { A = acme.Frob(X)
+         Y = acme.Blah(A) }""")
+    with pytest.raises(UnsupportedOpError, match=r"cannot compile these ops: acme::Blah, acme::Frob"):
+        import_onnx(proto, {"X": (4,)}, {"X": "float32"}, TARGET)
