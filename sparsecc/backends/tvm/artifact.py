@@ -51,13 +51,17 @@ def save(model: CompiledModel, path) -> None:
         lib_path = Path(work) / LIBRARY
         export_library(model._library, lib_path, model.manifest["target"]["family"])
         library = lib_path.read_bytes()
-    manifest = dict(model.manifest, format_version=FORMAT_VERSION, sha256={LIBRARY: _sha256(library)})
+    extra = dict(model.device_code)
+    digests = {LIBRARY: _sha256(library), **{name: _sha256(data) for name, data in extra.items()}}
+    manifest = dict(model.manifest, format_version=FORMAT_VERSION, sha256=digests)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
             archive.writestr(LIBRARY, library)
+            for name, data in extra.items():
+                archive.writestr(name, data)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)

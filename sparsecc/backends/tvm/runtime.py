@@ -44,6 +44,7 @@ class CompiledModel:
         self.target = manifest["target"]["name"]
         self.report = manifest.get("report", [])
         self._vm = None
+        self.device_code: dict[str, bytes] = {}  # extra entries for the artifact (CUDA: device.ptx)
 
     # -- running ---------------------------------------------------------------------------------
     def _machine(self):
