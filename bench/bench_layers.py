@@ -37,10 +37,12 @@ BLOCKS = ((16, 1), (8, 1), (4, 4), (1, 16))
 def ort_linear(w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:
     out, inp = w.shape
     graph = onnx.helper.make_graph(
-        [onnx.helper.make_node("MatMul", ["X", "W"], ["T"]), onnx.helper.make_node("Add", ["T", "B"], ["Y"])], "g",
+        [onnx.helper.make_node("MatMul", ["X", "W"], ["T"]), onnx.helper.make_node("Add", ["T", "B"], ["Y"])],
+        "g",
         [onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [M, inp])],
         [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [M, out])],
-        [onnx.numpy_helper.from_array(np.ascontiguousarray(w.T), "W"), onnx.numpy_helper.from_array(b, "B")])
+        [onnx.numpy_helper.from_array(np.ascontiguousarray(w.T), "W"), onnx.numpy_helper.from_array(b, "B")],
+    )
     return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 21)], ir_version=10)
 
 
@@ -102,10 +104,23 @@ def main() -> None:
     target = resolve_target("cpu")
     rng = np.random.default_rng(0)
     console = Console(width=200)
-    table = Table(title=f"Linear layer, M={M}, fp32, {common.THREADS} threads, target {target.target_dict['mcpu']} "
-                  "(median ms; speedup = baseline / sparse)")
-    for column in ("out x in", "pattern", "sparsity", "kernel", "torch dense", "ORT dense", "TVM dense", "sparse",
-                   "vs torch", "vs ORT", "max err"):
+    table = Table(
+        title=f"Linear layer, M={M}, fp32, {common.THREADS} threads, target {target.target_dict['mcpu']} "
+        "(median ms; speedup = baseline / sparse)"
+    )
+    for column in (
+        "out x in",
+        "pattern",
+        "sparsity",
+        "kernel",
+        "torch dense",
+        "ORT dense",
+        "TVM dense",
+        "sparse",
+        "vs torch",
+        "vs ORT",
+        "max err",
+    ):
         table.add_column(column, justify="right")
     dense_cache = {}
     for (out, inp), kind, sparsity in cases(args):
@@ -113,27 +128,45 @@ def main() -> None:
             w = (rng.standard_normal((out, inp)) / np.sqrt(inp)).astype(np.float32)
             b = rng.standard_normal(out).astype(np.float32)
             x = rng.standard_normal((M, inp)).astype(np.float32)
-            dense_cache[(out, inp)] = (w, b, x, TvmLayer(w, b, target).bind(x),
-                                       session.make_session(ort_linear(w, b), threads=common.THREADS))
+            dense_cache[(out, inp)] = (
+                w,
+                b,
+                x,
+                TvmLayer(w, b, target).bind(x),
+                session.make_session(ort_linear(w, b), threads=common.THREADS),
+            )
         w, b, x, tvm_dense, ort = dense_cache[(out, inp)]
         pruned, weight = sparse_weight(kind, sparsity, w)
         layer = TvmLayer(weight, b, target).bind(x)
         xt, wt, bt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
         with torch.no_grad():
-            times = common.interleaved({
-                "torch": lambda: torch.nn.functional.linear(xt, wt, bt),
-                "ort": lambda: ort.run(None, {"X": x}),
-                "tvm_dense": tvm_dense,
-                "sparse": layer,
-            })
+            times = common.interleaved(
+                {
+                    "torch": lambda: torch.nn.functional.linear(xt, wt, bt),
+                    "ort": lambda: ort.run(None, {"X": x}),
+                    "tvm_dense": tvm_dense,
+                    "sparse": layer,
+                }
+            )
         layer()
         error = float(np.abs(layer.output() - (x @ pruned.T + b)).max())
-        table.add_row(f"{out}x{inp}", kind, f"{sparsity:.0%}", layer.kernel.name, f"{times['torch']:.3f}",
-                      f"{times['ort']:.3f}", f"{times['tvm_dense']:.3f}", f"{times['sparse']:.3f}",
-                      f"{times['torch'] / times['sparse']:.2f}x", f"{times['ort'] / times['sparse']:.2f}x",
-                      f"{error:.1e}")
-        console.print(f"[dim]{out}x{inp} {kind} {sparsity:.0%}: sparse {times['sparse']:.3f} ms, "
-                      f"torch {times['torch']:.3f} ms[/dim]")
+        table.add_row(
+            f"{out}x{inp}",
+            kind,
+            f"{sparsity:.0%}",
+            layer.kernel.name,
+            f"{times['torch']:.3f}",
+            f"{times['ort']:.3f}",
+            f"{times['tvm_dense']:.3f}",
+            f"{times['sparse']:.3f}",
+            f"{times['torch'] / times['sparse']:.2f}x",
+            f"{times['ort'] / times['sparse']:.2f}x",
+            f"{error:.1e}",
+        )
+        console.print(
+            f"[dim]{out}x{inp} {kind} {sparsity:.0%}: sparse {times['sparse']:.3f} ms, "
+            f"torch {times['torch']:.3f} ms[/dim]"
+        )
     console.print(table)
 
 

@@ -3,7 +3,7 @@
     python bench/bench_model.py [--layers 12] [--threads 2]
 
 12 layers, hidden 768, FFN 3072, 12 heads, seq 128, batch 1. FFN weights pruned to 90%
-in 8x1 blocks, attention q/k/v projections to 2:4 (attention.output.dense is matched by
+in 16x1 blocks, attention q/k/v projections to 2:4 (attention.output.dense is matched by
 `*.output.dense.weight` and pruned like the FFN). All candidates run the SAME pruned
 weights: onnxruntime dense and torch dense on the pruned dense model, TVM dense
 (our dense kernels) and TVM sparse. One process, interleaved rounds, 2 threads everywhere.
@@ -30,7 +30,9 @@ from sparsecc.compiler import api  # noqa: E402
 from sparsecc.models.bert import BertConfig, build_bert  # noqa: E402
 from sparsecc.passes.linear import find_linears  # noqa: E402
 
-SPEC = "*intermediate.dense.weight=block(8,1)@0.9; *.output.dense.weight=block(8,1)@0.9; *attention.self*=2:4"
+SPEC = (
+    "*intermediate.dense.weight=block(16,1)@0.9; *.output.dense.weight=block(16,1)@0.9; *attention.self*=2:4"
+)
 
 
 def load_pruned_weights(module: torch.nn.Module, pruned: ir.Model) -> None:
@@ -66,14 +68,20 @@ def main() -> None:
     error = float(np.abs(sparse(x) - reference).max() / np.abs(reference).max())
     with torch.no_grad():
         torch_error = float(np.abs(module(xt).numpy() - reference).max() / np.abs(reference).max())
-        times = common.interleaved({
-            "onnxruntime dense": lambda: ort.run(None, {"input_ids": x}),
-            "torch dense": lambda: module(xt),
-            "TVM dense (sparsecc kernels)": lambda: dense(x),
-            "TVM sparse (sparsecc)": lambda: sparse(x),
-        }, rounds=3, runs=5)
-    table = Table(title=f"BERT-base-sized encoder ({args.layers} layers, seq 128, batch 1), fp32, "
-                  f"{common.THREADS} threads: median ms")
+        times = common.interleaved(
+            {
+                "onnxruntime dense": lambda: ort.run(None, {"input_ids": x}),
+                "torch dense": lambda: module(xt),
+                "TVM dense (sparsecc kernels)": lambda: dense(x),
+                "TVM sparse (sparsecc)": lambda: sparse(x),
+            },
+            rounds=3,
+            runs=5,
+        )
+    table = Table(
+        title=f"BERT-base-sized encoder ({args.layers} layers, seq 128, batch 1), fp32, "
+        f"{common.THREADS} threads: median ms"
+    )
     for column in ("candidate", "ms", "sparse speedup vs it"):
         table.add_column(column, justify="right")
     for name, ms in times.items():
@@ -82,8 +90,10 @@ def main() -> None:
     formats = {}
     for row in sparse.report:
         formats[row["format"]] = formats.get(row["format"], 0) + 1
-    console.print(f"layers by format: {formats}; max |sparse - ORT| / max|ORT| = {error:.1e}; "
-                  f"torch vs ORT {torch_error:.1e}")
+    console.print(
+        f"layers by format: {formats}; max |sparse - ORT| / max|ORT| = {error:.1e}; "
+        f"torch vs ORT {torch_error:.1e}"
+    )
 
 
 if __name__ == "__main__":

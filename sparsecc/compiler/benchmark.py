@@ -32,8 +32,9 @@ def _median_ms(fn, runs: int) -> float:
     return float(np.median(samples)) * 1000.0
 
 
-def run_benchmark(model: str, spec: str, target: str = "cpu", rounds: int = 3, runs: int = 5,
-                  threads: int | None = None) -> BenchResult:
+def run_benchmark(
+    model: str, spec: str, target: str = "cpu", rounds: int = 3, runs: int = 5, threads: int | None = None
+) -> BenchResult:
     """Compile `model` dense and sparse for `target` and time every candidate."""
     import onnx_ir as ir
 
@@ -80,7 +81,7 @@ def _torch_candidate(model, pruned_ir, threads: int):
     from sparsecc.passes.linear import find_linears
 
     torch.set_num_threads(threads)
-    zoo = models.get(model[len("zoo:"):])
+    zoo = models.get(model[len("zoo:") :])
     params = dict(zoo.module.named_parameters())
     with torch.no_grad():
         for match in find_linears(pruned_ir.graph):
@@ -103,5 +104,7 @@ def speedup_table(result: BenchResult, title: str):
     table.add_column("TVM sparse is", justify="right")
     sparse_ms = result.times_ms[result.sparse_key]
     for name, ms in result.times_ms.items():
-        table.add_row(name, f"{ms:.2f}", "-" if name == result.sparse_key else f"{ms / sparse_ms:.2f}x faster")
+        table.add_row(
+            name, f"{ms:.2f}", "-" if name == result.sparse_key else f"{ms / sparse_ms:.2f}x faster"
+        )
     return table

@@ -43,7 +43,7 @@ def _bert() -> ZooModel:
         "BERT-style encoder: 2 layers, hidden 256, 4 heads, FFN 1024, seq 64",
         module,
         inputs,
-        "*intermediate.dense.weight=block(1,16)@0.9; *output.dense.weight=block(1,16)@0.9;"
+        "*intermediate.dense.weight=block(16,1)@0.9; *output.dense.weight=block(16,1)@0.9;"
         " *attention.self*=2:4",
     )
 

@@ -75,6 +75,8 @@ def constant_array(node: ir.Node, index: int) -> np.ndarray:
 
 def weight_from_node(node: ir.Node) -> SparseWeight:
     """The weight format held by a sparse node's constant inputs."""
+    if node.op_type not in WEIGHT_INPUTS or node.domain != DOMAIN:
+        raise VerificationError(f"node '{node.name}' ({node.domain}::{node.op_type}) is not a sparse op")
     attrs = node.attributes
     shape = tuple(attrs.get_ints("shape", ()))
     arrays = [constant_array(node, i + 1) for i in range(len(WEIGHT_INPUTS[node.op_type]))]

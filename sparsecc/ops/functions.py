@@ -11,12 +11,18 @@ MIN_OPSET = 18  # ScatterElements reduction="add", Shape start/end
 
 
 def attach_reference_functions(model: ir.Model) -> None:
-    """Add a body for each sparse op type used, drop bodies no longer used (idempotent)."""
+    """Add a body for each sparse op type used, drop bodies no longer used (idempotent).
+
+    The bodies import the model's default opset (at least 18), so the saved model passes
+    `onnx.checker.check_model(full_check=True)` and runs in onnxruntime unchanged.
+    """
     used = {node.op_type for node in model.graph if node.domain == DOMAIN}
     opset = max(model.opset_imports.get("", MIN_OPSET), MIN_OPSET)
     for op_type in SPARSE_OP_TYPES:
         key = (DOMAIN, op_type, "")
-        if op_type in used and key not in model.functions:
+        # A body written for another default opset (the model was re-normalised since) is rebuilt.
+        stale = key in model.functions and model.functions[key].opset_imports.get("") != opset
+        if op_type in used and (key not in model.functions or stale):
             model.functions[key] = reference_function(op_type, opset)
         elif op_type not in used and key in model.functions:
             del model.functions[key]

@@ -13,7 +13,7 @@ import onnx_ir as ir
 from sparsecc.errors import VerificationError
 from sparsecc.ops.build import bias_of, weight_from_node
 from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight
-from sparsecc.ops.schema import DOMAIN, SPARSE_OP_TYPES
+from sparsecc.ops.schema import DOMAIN, SPARSE_OP_TYPES, WEIGHT_INPUTS
 
 
 def _require(condition, node: ir.Node, message: str) -> None:
@@ -82,12 +82,39 @@ def _check_csr(node, w: CsrWeight) -> None:
     _check_columns(node, w.col_indices, w.row_ptr, inp, "column indices")
 
 
+# op type -> (attribute name, number of ints, or None for a single int) that its node must carry
+_ATTRIBUTES = {
+    "BsrMatMul": (("shape", 2), ("block", 2)),
+    "NmMatMul": (("shape", 2), ("n", None), ("m", None)),
+    "CsrMatMul": (("shape", 2),),
+}
+
+
+def _check_signature(node: ir.Node) -> None:
+    """Input count and attribute kinds, checked first so later checks can unpack safely."""
+    n_weight = len(WEIGHT_INPUTS[node.op_type])
+    _require(
+        1 + n_weight <= len(node.inputs) <= 2 + n_weight,
+        node,
+        f"expects X, {', '.join(WEIGHT_INPUTS[node.op_type])} and an optional bias; got {len(node.inputs)} inputs",
+    )
+    for name, count in _ATTRIBUTES[node.op_type]:
+        attr = node.attributes.get(name)
+        if count is None:
+            ok = attr is not None and attr.type == ir.AttributeType.INT
+            _require(ok, node, f"attribute {name} must be an int")
+        else:
+            ok = attr is not None and attr.type == ir.AttributeType.INTS and len(attr.value) == count
+            _require(ok, node, f"attribute {name} must be {count} ints")
+
+
 _CHECKS = {BsrWeight: _check_bsr, NmWeight: _check_nm, CsrWeight: _check_csr}
 
 
 def verify_node(node: ir.Node) -> None:
     """Raise VerificationError if this sparse node breaks its contract."""
     _require(node.op_type in SPARSE_OP_TYPES, node, f"unknown op in domain '{DOMAIN}'")
+    _check_signature(node)
     shape = tuple(node.attributes.get_ints("shape", ()))
     _require(
         len(shape) == 2 and all(s > 0 for s in shape), node, f"attribute shape must be [out, in], got {shape}"
@@ -97,8 +124,15 @@ def verify_node(node: ir.Node) -> None:
     _CHECKS[type(weight)](node, weight)
     bias = bias_of(node)
     _require(bias is None or bias.shape == (shape[0],), node, f"bias must have shape [{shape[0]}]")
+    _require(
+        bias is None or bias.dtype == np.float32,
+        node,
+        f"bias must be float32, got {getattr(bias, 'dtype', '')}",
+    )
     x = node.inputs[0]
-    if x is not None and x.shape is not None and len(x.shape) and isinstance(x.shape[-1], int):
+    _require(x is not None, node, "input X is missing")
+    _require(x.dtype in (None, ir.DataType.FLOAT), node, f"X must be float32, got {x.dtype}")
+    if x.shape is not None and len(x.shape) and isinstance(x.shape[-1], int):
         _require(x.shape[-1] == shape[1], node, f"X's last dimension {x.shape[-1]} must equal in={shape[1]}")
 
 

@@ -81,3 +81,39 @@ def test_non_constant_weight_is_rejected():
     node.replace_input_with(1, ir.Value(name="runtime_values"))
     with pytest.raises(VerificationError, match="must be a constant"):
         ops.verify_node(node)
+
+
+def test_signature_violations_name_the_problem():
+    node = node_for(BsrWeight.from_dense(W, (2, 4)))
+    del node.attributes["block"]
+    with pytest.raises(VerificationError, match="BsrMatMul node 'layer': attribute block must be 2 ints"):
+        ops.verify_node(node)
+    node = node_for(NmWeight.from_dense(np.where(np.arange(16) % 4 < 2, W, 0), 2, 4))
+    node.attributes["m"] = ir.AttrFloat32("m", 4.0)
+    with pytest.raises(VerificationError, match="attribute m must be an int"):
+        ops.verify_node(node)
+    node = node_for(CsrWeight.from_dense(W))
+    node.resize_inputs(6)
+    with pytest.raises(VerificationError, match="got 6 inputs"):
+        ops.verify_node(node)
+
+
+def test_block_must_divide_shape_and_x_must_match():
+    node = node_for(BsrWeight.from_dense(W, (2, 4)))
+    node.attributes["block"] = ir.AttrInt64s("block", [3, 4])
+    with pytest.raises(VerificationError, match="block 3x4 must divide shape 8x16"):
+        ops.verify_node(node)
+    node = node_for(CsrWeight.from_dense(W))
+    node.inputs[0].shape = ir.Shape([2, 12])
+    with pytest.raises(VerificationError, match="X's last dimension 12 must equal in=16"):
+        ops.verify_node(node)
+    node = node_for(CsrWeight.from_dense(W))
+    node.inputs[0].dtype = ir.DataType.DOUBLE
+    with pytest.raises(VerificationError, match="X must be float32"):
+        ops.verify_node(node)
+
+
+def test_weight_from_node_rejects_other_ops():
+    node = ir.Node("", "MatMul", [ir.Value(name="a"), ir.Value(name="b")], name="mm")
+    with pytest.raises(VerificationError, match="not a sparse op"):
+        ops.weight_from_node(node)

@@ -36,8 +36,10 @@ def export_library(library, path: Path, family: str) -> None:
         import shutil
 
         if shutil.which("aarch64-linux-gnu-g++") is None:
-            raise SparseccError("cross-compiling for aarch64 needs aarch64-linux-gnu-g++ "
-                                "(apt-get install g++-aarch64-linux-gnu)")
+            raise SparseccError(
+                "cross-compiling for aarch64 needs aarch64-linux-gnu-g++ "
+                "(apt-get install g++-aarch64-linux-gnu)"
+            )
         library.export_library(str(path), fcompile=cc.cross_compiler("aarch64-linux-gnu-g++"))
     else:
         library.export_library(str(path))
@@ -94,7 +96,9 @@ def load(path) -> CompiledModel:
     manifest, library = _read(path)
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        raise ArtifactError(f"'{path}' has format version {version}; this sparsecc reads version {FORMAT_VERSION}")
+        raise ArtifactError(
+            f"'{path}' has format version {version}; this sparsecc reads version {FORMAT_VERSION}"
+        )
     if manifest.get("sha256", {}).get(LIBRARY) != _sha256(library):
         raise ArtifactError(f"'{path}' is corrupted: the library's sha256 does not match the manifest")
     arch, here = manifest["target"]["arch"], platform.machine()

@@ -59,8 +59,11 @@ def _layer_weight_names(ir_model) -> dict[str, str]:
         if node.domain == "sparsecc" or node.op_type == "MatMul":
             weight = node.inputs[1] if len(node.inputs) > 1 else None
             if weight is not None and weight.const_value is not None:
-                names[node.name] = node.name if node.domain == "sparsecc" else (
-                    weight.metadata_props.get(PARAM_KEY) or weight.name)
+                names[node.name] = (
+                    node.name
+                    if node.domain == "sparsecc"
+                    else (weight.metadata_props.get(PARAM_KEY) or weight.name)
+                )
     return names
 
 
@@ -78,8 +81,13 @@ def build_relax(module, target: TargetInfo):
 
         with target.target:
             module = relax.get_pipeline("zero")(module)
-            module = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
-                                             dl.gpu.GeneralReduction(), dl.gpu.Fallback())(module)
+            module = dl.ApplyDefaultSchedule(
+                dl.gpu.Matmul(),
+                dl.gpu.GEMV(),
+                dl.gpu.Reduction(),
+                dl.gpu.GeneralReduction(),
+                dl.gpu.Fallback(),
+            )(module)
     else:
         from sparsecc.backends.tvm.schedules import apply_cpu_schedules
 
@@ -102,12 +110,17 @@ def device_ptx(executable, target: TargetInfo) -> str:
         pending.extend(module.imports)
     arch = target.target_dict.get("arch", "sm_90")
     with target.target:
-        return "\n".join(nvcc.compile_cuda(src, target_format="ptx", arch=arch, compiler="nvcc").decode()
-                         for src in sources)
+        return "\n".join(
+            nvcc.compile_cuda(src, target_format="ptx", arch=arch, compiler="nvcc").decode()
+            for src in sources
+        )
 
 
-def compile(model, spec=None, example_inputs=None, target="cpu", tune: int = 0, *, check: bool = True):
-    """Compile `model` for `target`; returns a CompiledModel (see design.md, "Python API")."""
+def compile(model, spec=None, example_inputs=None, target="cpu", tune: int = 0, *, records_path=None):
+    """Compile `model` for `target`; returns a CompiledModel (see design.md, "Python API").
+
+    `tune` > 0 measures up to that many tile candidates per kernel (records on disk, reused).
+    """
     configure_tvm()
     import onnx_ir as ir
 
@@ -121,11 +134,21 @@ def compile(model, spec=None, example_inputs=None, target="cpu", tune: int = 0, 
     proto = ir.serde.serialize_model(result.model)
     inputs = _input_specs(proto, result.example_inputs)
     logger.info("sparsified in %.1f s", time.perf_counter() - started)
+    choose = None
     if tune:
-        logger.warning("tune=%d: autotuning is not implemented yet; using the default tile sizes", tune)
+        from sparsecc.backends.tvm.tuning import TuningRecords, choose_tiles
+
+        records = TuningRecords(records_path)
+
+        def choose(weight, bias, m):
+            return choose_tiles(weight, bias, m, info, tune, records)
 
     step = time.perf_counter()
-    module, layers = import_onnx(proto, {s.name: s.shape for s in inputs}, {s.name: s.dtype for s in inputs}, info)
+    module, layers = import_onnx(
+        proto, {s.name: s.shape for s in inputs}, {s.name: s.dtype for s in inputs}, info, choose_tiles=choose
+    )
+    if tune:
+        logger.info("tuning: %d new trials (records: %s)", records.trials_run, records.path)
     logger.info("lowered to Relax in %.1f s (%d linear kernels)", time.perf_counter() - step, len(layers))
     step = time.perf_counter()
     executable = build_relax(module, info)
@@ -154,6 +177,7 @@ def compile(model, spec=None, example_inputs=None, target="cpu", tune: int = 0, 
         compiled.device_code = {"device.ptx": device_ptx(executable, info).encode()}
         logger.info("compiled device code to PTX with nvcc in %.1f s", time.perf_counter() - step)
     compiled.example_inputs = result.example_inputs
+    compiled.tuning_trials = records.trials_run if tune else 0
     del library
     return compiled
 

@@ -63,19 +63,23 @@ def _importer_class():
     class SparseccImporter(onnx_frontend.ONNXGraphImporter):
         """TVM's ONNX graph importer plus converters for sparsecc's ops."""
 
-        def __init__(self, shape_dict, dtype_dict, target: TargetInfo):
+        def __init__(self, shape_dict, dtype_dict, target: TargetInfo, choose_tiles=None):
             super().__init__(shape_dict, dtype_dict)
             self.target_info = target
+            self.choose_tiles = choose_tiles  # (weight, bias, m) -> tiles dict or None (defaults)
             self.layers: list[LoweredLayer] = []
 
         def _check_for_unsupported_ops(self, graph):
             known = onnx_frontend._get_convert_map()
-            unsupported = sorted({
-                f"{node.domain}::{node.op_type}" if node.domain else node.op_type
-                for node in graph.node
-                if not node.op_type.startswith(PRIVATE) and node.op_type not in known
-                and node.op_type not in ("If", "Constant")
-            })
+            unsupported = sorted(
+                {
+                    f"{node.domain}::{node.op_type}" if node.domain else node.op_type
+                    for node in graph.node
+                    if not node.op_type.startswith(PRIVATE)
+                    and node.op_type not in known
+                    and node.op_type not in ("If", "Constant")
+                }
+            )
             if unsupported:
                 raise UnsupportedOpError(
                     f"the TVM backend cannot compile these ops: {', '.join(unsupported)}; "
@@ -87,7 +91,7 @@ def _importer_class():
                 return self.bb.normalize(exact_gelu(inputs[0]))
             if not op_name.startswith(PRIVATE):
                 return super()._convert_operator(op_name, inputs, attrs, opset)
-            kind = op_name[len(PRIVATE):]
+            kind = op_name[len(PRIVATE) :]
             if kind == "Attention":
                 return self.bb.normalize(convert_attention(self.bb, inputs, attrs))
             return self.bb.normalize(self._convert_linear(kind, inputs, attrs))
@@ -104,17 +108,25 @@ def _importer_class():
                 weight, bias = np.ascontiguousarray(wt.T), None
             else:
                 weight = _sparse_weight(kind, [_constant(v) for v in inputs[1:]], attrs)
-                bias_input = inputs[len(weight.arrays()) + 1] if len(inputs) > len(weight.arrays()) + 1 else None
+                bias_input = (
+                    inputs[len(weight.arrays()) + 1] if len(inputs) > len(weight.arrays()) + 1 else None
+                )
                 bias = None if bias_input is None else _constant(bias_input)
             out, inp = weight.shape
             m = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-            kernel = make_kernel(weight, bias, m, self.target_info)
+            tiles = self.choose_tiles(weight, bias, m) if self.choose_tiles else None
+            kernel = make_kernel(weight, bias, m, self.target_info, tiles)
             name = attrs["tvm_custom"]["name"]
             self.layers.append(LoweredLayer(name, kind.replace("DenseMatMul", "MatMul"), kernel, (out, inp)))
             func = self.bb.add_func(kernel.prim_func.without_attr("global_symbol"), _func_name(name, kernel))
             x2 = self.bb.emit(relax.op.reshape(x, (m, inp)))
-            y2 = self.bb.emit(relax.call_tir(func, [x2, *[relax.const(c) for c in kernel.constants]],
-                                             out_ty=relax.TensorType((m, out), "float32")))
+            y2 = self.bb.emit(
+                relax.call_tir(
+                    func,
+                    [x2, *[relax.const(c) for c in kernel.constants]],
+                    out_ty=relax.TensorType((m, out), "float32"),
+                )
+            )
             return relax.op.reshape(y2, (*shape[:-1], out))
 
     return SparseccImporter
@@ -151,7 +163,9 @@ def convert_attention(bb, inputs, attrs):
     if len(inputs) > 4 and any(i is not None for i in inputs[4:]):
         raise UnsupportedOpError("Attention with past key/value inputs is not supported by the TVM backend")
     if attrs.get("softcap", 0.0) or attrs.get("qk_matmul_output_mode", 0):
-        raise UnsupportedOpError("Attention with softcap or qk_matmul_output_mode is not supported by the TVM backend")
+        raise UnsupportedOpError(
+            "Attention with softcap or qk_matmul_output_mode is not supported by the TVM backend"
+        )
     three_d = len(q.ty.shape) == 3
     if three_d:  # [B, S, H*D] -> [B, H, S, D]
         q = _split_heads(bb, q, int(attrs["q_num_heads"]))
@@ -199,11 +213,16 @@ def _split_heads(bb, x, heads: int):
     return bb.emit(relax.op.permute_dims(relax.op.reshape(x, (b, s, heads, hidden // heads)), [0, 2, 1, 3]))
 
 
-def import_onnx(model: onnx.ModelProto, input_shapes: dict[str, tuple], input_dtypes: dict[str, str],
-                target: TargetInfo):
+def import_onnx(
+    model: onnx.ModelProto,
+    input_shapes: dict[str, tuple],
+    input_dtypes: dict[str, str],
+    target: TargetInfo,
+    choose_tiles=None,
+):
     """Relax IRModule of `model` with static input shapes, and the linear layers it lowered."""
     marked = mark_private_ops(model)
-    importer = _importer_class()(input_shapes, input_dtypes, target)
+    importer = _importer_class()(input_shapes, input_dtypes, target, choose_tiles)
     opset = next((o.version for o in marked.opset_import if o.domain in ("", "ai.onnx")), 1)
     module = importer.from_onnx(marked.graph, opset)
     return module, importer.layers

@@ -65,7 +65,9 @@ class CompiledModel:
     def _arguments(self, args, kwargs) -> tuple[list[np.ndarray], bool]:
         if len(args) + len(kwargs) != len(self.input_specs):
             names = ", ".join(s.name for s in self.input_specs)
-            raise InputError(f"the model takes {len(self.input_specs)} inputs ({names}), got {len(args) + len(kwargs)}")
+            raise InputError(
+                f"the model takes {len(self.input_specs)} inputs ({names}), got {len(args) + len(kwargs)}"
+            )
         values, torch_in = [], False
         for index, spec in enumerate(self.input_specs):
             if index < len(args):
@@ -73,7 +75,9 @@ class CompiledModel:
             elif spec.name in kwargs:
                 value = kwargs[spec.name]
             else:
-                raise InputError(f"missing input '{spec.name}'; inputs are {[s.name for s in self.input_specs]}")
+                raise InputError(
+                    f"missing input '{spec.name}'; inputs are {[s.name for s in self.input_specs]}"
+                )
             if _is_torch(value):
                 torch_in = True
                 value = value.detach().cpu().numpy()

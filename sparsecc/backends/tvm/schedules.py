@@ -40,7 +40,11 @@ class BatchMatmul(CPUScheduleRule):
         if infos is None:
             return None
         reductions = [info for info in infos if not info.is_injective()]
-        if len(reductions) != 1 or not reductions[0].dom_kind().endswith("SR") or infos[-1] is not reductions[0]:
+        if (
+            len(reductions) != 1
+            or not reductions[0].dom_kind().endswith("SR")
+            or infos[-1] is not reductions[0]
+        ):
             return None
         block = reductions[0].block_rv
         kinds = reductions[0].dom_kind()

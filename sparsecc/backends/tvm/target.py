@@ -58,7 +58,11 @@ def _cpu_flags() -> set[str]:
 def _host_x86() -> tuple[dict, int]:
     flags = _cpu_flags()
     if {"avx512f", "avx512bw", "avx512vl"} <= flags:
-        mcpu, bits = ("sapphirerapids", 512) if "amx_tile" in flags or "avx512_bf16" in flags else ("skylake-avx512", 512)
+        mcpu, bits = (
+            ("sapphirerapids", 512)
+            if "amx_tile" in flags or "avx512_bf16" in flags
+            else ("skylake-avx512", 512)
+        )
     elif "avx2" in flags:
         mcpu, bits = "haswell", 256
     else:
@@ -93,11 +97,15 @@ def resolve_target(spec) -> TargetInfo:
     if name == "cuda" or name.startswith("cuda:"):
         arch = name.split(":", 1)[1] if ":" in name else "sm_90"
         if not arch.startswith("sm_") or not arch[3:].isdigit():
-            raise SparseccError(f"bad CUDA architecture {arch!r}; write it as cuda:sm_90 (or cuda:sm_80, ...)")
+            raise SparseccError(
+                f"bad CUDA architecture {arch!r}; write it as cuda:sm_90 (or cuda:sm_80, ...)"
+            )
         host, bits = _host_x86()
         target = {"kind": "cuda", "arch": arch, "host": {**host, "num-cores": cores}}
         return TargetInfo(f"cuda:{arch}", "cuda", "x86_64", target, cores, bits)
-    raise SparseccError(f"unknown target {spec!r}; valid targets: {', '.join(TARGET_NAMES)}, or a TVM target dict")
+    raise SparseccError(
+        f"unknown target {spec!r}; valid targets: {', '.join(TARGET_NAMES)}, or a TVM target dict"
+    )
 
 
 def _from_dict(spec: dict) -> TargetInfo:
@@ -109,6 +117,10 @@ def _from_dict(spec: dict) -> TargetInfo:
     triple = spec.get("mtriple", "x86_64-linux-gnu")
     if triple.startswith("aarch64"):
         return TargetInfo("aarch64", "aarch64", "aarch64", dict(spec), int(spec.get("num-cores", 4)), 128)
-    bits = 512 if "avx512" in str(spec.get("mcpu", "")) or spec.get("mcpu") in ("sapphirerapids", "skylake-avx512",
-                                                                                "icelake-server") else 256
+    bits = (
+        512
+        if "avx512" in str(spec.get("mcpu", ""))
+        or spec.get("mcpu") in ("sapphirerapids", "skylake-avx512", "icelake-server")
+        else 256
+    )
     return TargetInfo("x86_64", "x86", "x86_64", dict(spec), int(spec.get("num-cores", _cores())), bits)

@@ -24,8 +24,14 @@ def report_table(report: list[dict], title: str):
         table.add_column(column, justify="left" if column in ("weight", "format", "kernel") else "right")
     for row in report:
         speed = "-" if row.get("est_speedup") is None else f"{row['est_speedup']:.2f}x"
-        table.add_row(row["name"], f"{row['shape'][0]}x{row['shape'][1]}", f"{row['density']:.3f}", row["format"],
-                      row.get("kernel") or "-", speed)
+        table.add_row(
+            row["name"],
+            f"{row['shape'][0]}x{row['shape'][1]}",
+            f"{row['density']:.3f}",
+            row["format"],
+            row.get("kernel") or "-",
+            speed,
+        )
     return table
 
 

@@ -39,13 +39,17 @@ def run(args) -> int:
     feeds = _inputs(args.input)
     unknown = set(feeds) - {s.name for s in model.input_specs}
     if unknown:
-        raise InputError(f"unknown input {sorted(unknown)}; the model's inputs are {[s.name for s in model.input_specs]}")
+        raise InputError(
+            f"unknown input {sorted(unknown)}; the model's inputs are {[s.name for s in model.input_specs]}"
+        )
     outputs = model(**feeds)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     names = [s.name for s in model.output_specs]
     for name, value in zip(names, outputs):
-        present.console.print(f"{name}: shape {tuple(value.shape)} {value.dtype}, "
-                              f"mean {float(value.mean()):.6g}, max |x| {float(np.abs(value).max()):.6g}")
+        present.console.print(
+            f"{name}: shape {tuple(value.shape)} {value.dtype}, "
+            f"mean {float(value.mean()):.6g}, max |x| {float(np.abs(value).max()):.6g}"
+        )
     if args.output:
         with files.atomic_path(args.output) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **dict(zip(names, outputs)))

@@ -46,8 +46,8 @@ def test_round_trip_in_a_fresh_process_without_torch_or_onnx(saved, tmp_path):
         else:
             raise SystemExit("torch import was not blocked")
         cm = sparsecc.load({str(path)!r})
-        y = cm(np.load({str(tmp_path / 'x.npy')!r}))
-        np.save({str(tmp_path / 'y.npy')!r}, y)
+        y = cm(np.load({str(tmp_path / "x.npy")!r}))
+        np.save({str(tmp_path / "y.npy")!r}, y)
         assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnx_ir')]
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -106,6 +106,7 @@ def test_cli_refuses_a_foreign_artifact_in_one_line(saved, tmp_path):
 
     foreign = tmp_path / "foreign.sccpkg"
     _rewrite(path, foreign, other_arch)
-    proc = subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", "run", str(foreign)], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsecc.compiler.cli", "run", str(foreign)], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "aarch64" in proc.stderr

@@ -33,7 +33,9 @@ def check_bert(cm, inputs, expected):
     pruned = [n for n in rows if ".attention." in n or "intermediate" in n or ".output.dense" in n]
     assert len(pruned) == 12
     for name in pruned:
-        assert rows[name]["format"] != "dense" and rows[name]["kernel"].startswith(("nm_", "bsr_")), rows[name]
+        assert rows[name]["format"] != "dense" and rows[name]["kernel"].startswith(("nm_", "bsr_")), rows[
+            name
+        ]
 
 
 def test_bert_from_torch_module(pruned_bert):
@@ -64,17 +66,54 @@ def test_wrong_input_shape_and_dtype():
 
 def test_cli_compile_run(tmp_path):
     pkg = tmp_path / "mlp.sccpkg"
-    proc = subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", "compile", "zoo:mlp", "--spec",
-                           "layers.1.weight=unstructured@0.95", "-o", str(pkg)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsecc.compiler.cli",
+            "compile",
+            "zoo:mlp",
+            "--spec",
+            "layers.1.weight=unstructured@0.95",
+            "-o",
+            str(pkg),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "csr_x86" in proc.stdout
     x = np.random.default_rng(0).standard_normal((32, 256)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     name = sparsecc.load(pkg).input_specs[0].name
-    proc = subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", "run", str(pkg), "--input",
-                           f"{name}={tmp_path / 'x.npy'}", "-o", str(tmp_path / "y.npz")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsecc.compiler.cli",
+            "run",
+            str(pkg),
+            "--input",
+            f"{name}={tmp_path / 'x.npy'}",
+            "-o",
+            str(tmp_path / "y.npz"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert np.load(tmp_path / "y.npz")[sparsecc.load(pkg).output_specs[0].name].shape == (32, 256)
-    bad = subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", "run", str(pkg), "--input",
-                          f"{name}={tmp_path / 'nope.npy'}"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsecc.compiler.cli",
+            "run",
+            str(pkg),
+            "--input",
+            f"{name}={tmp_path / 'nope.npy'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope.npy" in bad.stderr

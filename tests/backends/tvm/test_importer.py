@@ -27,15 +27,22 @@ def run_tvm(proto, feeds):
 
 
 def attention_model(shape_q, shape_kv, attrs: dict, mask_type=None):
-    inputs = [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, s)
-              for n, s in (("Q", shape_q), ("K", shape_kv), ("V", shape_kv))]
+    inputs = [
+        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, s)
+        for n, s in (("Q", shape_q), ("K", shape_kv), ("V", shape_kv))
+    ]
     names = ["Q", "K", "V"]
     if mask_type is not None:
-        s_q, s_kv = shape_q[-2] if len(shape_q) == 4 else shape_q[1], shape_kv[-2] if len(shape_kv) == 4 else shape_kv[1]
+        s_q, s_kv = (
+            shape_q[-2] if len(shape_q) == 4 else shape_q[1],
+            shape_kv[-2] if len(shape_kv) == 4 else shape_kv[1],
+        )
         inputs.append(onnx.helper.make_tensor_value_info("M", mask_type, [s_q, s_kv]))
         names.append("M")
     node = onnx.helper.make_node("Attention", names, ["Y"], **attrs)
-    graph = onnx.helper.make_graph([node], "g", inputs, [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)])
+    graph = onnx.helper.make_graph(
+        [node], "g", inputs, [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)]
+    )
     return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 23)], ir_version=10)
 
 
@@ -52,8 +59,11 @@ def attention_model(shape_q, shape_kv, attrs: dict, mask_type=None):
 )
 def test_standard_attention_matches_onnxruntime(shape_q, shape_kv, attrs, mask):
     proto = attention_model(shape_q, shape_kv, attrs, mask)
-    feeds = {"Q": RNG.standard_normal(shape_q).astype(np.float32), "K": RNG.standard_normal(shape_kv).astype(np.float32),
-             "V": RNG.standard_normal(shape_kv).astype(np.float32)}
+    feeds = {
+        "Q": RNG.standard_normal(shape_q).astype(np.float32),
+        "K": RNG.standard_normal(shape_kv).astype(np.float32),
+        "V": RNG.standard_normal(shape_kv).astype(np.float32),
+    }
     if mask == onnx.TensorProto.BOOL:
         feeds["M"] = RNG.random((16, 16)) > 0.3
         feeds["M"][:, 0] = True

@@ -18,7 +18,10 @@ def run_kernel(weight, bias, x):
     module = tvm.compile(kernel.prim_func, target=TARGET.target)
     out = weight.shape[0]
     dev = tvm.cpu()
-    args = [tvm.runtime.tensor(a, dev) for a in (x, *kernel.constants, np.full((x.shape[0], out), np.nan, np.float32))]
+    args = [
+        tvm.runtime.tensor(a, dev)
+        for a in (x, *kernel.constants, np.full((x.shape[0], out), np.nan, np.float32))
+    ]
     module(*args)
     return args[-1].numpy()
 

@@ -80,8 +80,9 @@ def blocked_linear(m: int, weight: BsrWeight, mt: int, name: str = "main"):
     return kernel
 
 
-def make_blocked_kernel(weight: BsrWeight, bias: np.ndarray | None, m: int, lanes: int, label: str,
-                        tiles: dict | None = None) -> Kernel:
+def make_blocked_kernel(
+    weight: BsrWeight, bias: np.ndarray | None, m: int, lanes: int, label: str, tiles: dict | None = None
+) -> Kernel:
     tiles = {**default_tiles(weight.block, lanes), **(tiles or {})}
     tiles["MT"] = min(tiles["MT"], -(-m // lanes) * lanes)  # few tokens: do not pad M to a wide tile
     out, _ = weight.shape
@@ -90,7 +91,11 @@ def make_blocked_kernel(weight: BsrWeight, bias: np.ndarray | None, m: int, lane
     if weight.nnz_blocks == 0:  # a buffer cannot be empty: one unused zero block
         values = np.zeros((1, weight.block[1], weight.block[0]), np.float32)
         indices = np.zeros(1, np.int32)
-    constants = [values, indices.astype(np.int32), weight.row_ptr.astype(np.int32),
-                 np.zeros(out, np.float32) if bias is None else bias.astype(np.float32)]
+    constants = [
+        values,
+        indices.astype(np.int32),
+        weight.row_ptr.astype(np.int32),
+        np.zeros(out, np.float32) if bias is None else bias.astype(np.float32),
+    ]
     flops = 2 * m * weight.values.size
     return Kernel(label, blocked_linear(m, weight, tiles["MT"]), constants, tiles, flops)

@@ -41,13 +41,22 @@ def blocked_linear_cuda(m: int, weight: BsrWeight, name: str = "main"):
                 if bx * THREADS + tx < total:
                     acc[0] = bias[(bx * THREADS + tx) % out]
                     for e in T.serial(
-                        indptr[(bx * THREADS + tx) % out // r_size + 1] - indptr[(bx * THREADS + tx) % out // r_size]
+                        indptr[(bx * THREADS + tx) % out // r_size + 1]
+                        - indptr[(bx * THREADS + tx) % out // r_size]
                     ):
                         for c in T.serial(c_size):
-                            acc[0] = acc[0] + X[
-                                (bx * THREADS + tx) // out,
-                                indices[indptr[(bx * THREADS + tx) % out // r_size] + e] * c_size + c,
-                            ] * data[indptr[(bx * THREADS + tx) % out // r_size] + e, c, (bx * THREADS + tx) % out % r_size]
+                            acc[0] = (
+                                acc[0]
+                                + X[
+                                    (bx * THREADS + tx) // out,
+                                    indices[indptr[(bx * THREADS + tx) % out // r_size] + e] * c_size + c,
+                                ]
+                                * data[
+                                    indptr[(bx * THREADS + tx) % out // r_size] + e,
+                                    c,
+                                    (bx * THREADS + tx) % out % r_size,
+                                ]
+                            )
                     Y[(bx * THREADS + tx) // out, (bx * THREADS + tx) % out] = acc[0]
 
     return kernel
@@ -58,6 +67,12 @@ def make_cuda_kernel(weight: BsrWeight, bias: np.ndarray | None, m: int, label: 
     values, indices = packed_values(weight), weight.col_indices
     if weight.nnz_blocks == 0:
         values, indices = np.zeros((1, weight.block[1], weight.block[0]), np.float32), np.zeros(1, np.int32)
-    constants = [values, indices.astype(np.int32), weight.row_ptr.astype(np.int32),
-                 np.zeros(out, np.float32) if bias is None else bias.astype(np.float32)]
-    return Kernel(label, blocked_linear_cuda(m, weight), constants, {"threads": THREADS}, 2 * m * weight.values.size)
+    constants = [
+        values,
+        indices.astype(np.int32),
+        weight.row_ptr.astype(np.int32),
+        np.zeros(out, np.float32) if bias is None else bias.astype(np.float32),
+    ]
+    return Kernel(
+        label, blocked_linear_cuda(m, weight), constants, {"threads": THREADS}, 2 * m * weight.values.size
+    )

@@ -56,7 +56,13 @@ def nm_linear(m: int, weight: NmWeight, rows: int, mt: int, name: str = "main"):
                     for r in T.unroll(rows):
                         for j in T.unroll(n):
                             for t in T.vectorized(mt):
-                                acc[r, t] = acc[r, t] + XT[g * weight.m + T.Cast("int32", columns[block, g, r, j]), tile * mt + t] * data[block, g, r, j]
+                                acc[r, t] = (
+                                    acc[r, t]
+                                    + XT[
+                                        g * weight.m + T.Cast("int32", columns[block, g, r, j]), tile * mt + t
+                                    ]
+                                    * data[block, g, r, j]
+                                )
                 for r in T.serial(rows):
                     for t in T.serial(mt):
                         if tile * mt + t < m:
@@ -65,11 +71,14 @@ def nm_linear(m: int, weight: NmWeight, rows: int, mt: int, name: str = "main"):
     return kernel
 
 
-def make_nm_kernel(weight: NmWeight, bias: np.ndarray | None, m: int, lanes: int, label: str,
-                   tiles: dict | None = None) -> Kernel:
+def make_nm_kernel(
+    weight: NmWeight, bias: np.ndarray | None, m: int, lanes: int, label: str, tiles: dict | None = None
+) -> Kernel:
     out, _ = weight.shape
     tiles = {"R": next(r for r in ROWS if out % r == 0), "MT": 8 * lanes, **(tiles or {})}
     tiles["MT"] = min(tiles["MT"], -(-m // lanes) * lanes)
     values, columns = pack(weight, tiles["R"])
     constants = [values, columns, np.zeros(out, np.float32) if bias is None else bias.astype(np.float32)]
-    return Kernel(label, nm_linear(m, weight, tiles["R"], tiles["MT"]), constants, tiles, 2 * m * weight.values.size)
+    return Kernel(
+        label, nm_linear(m, weight, tiles["R"], tiles["MT"]), constants, tiles, 2 * m * weight.values.size
+    )

@@ -29,7 +29,9 @@ def dense_as_blocks(w: np.ndarray) -> BsrWeight:
 
 
 def csr_as_blocks(weight: CsrWeight) -> BsrWeight:
-    return BsrWeight(weight.values.reshape(-1, 1, 1), weight.col_indices, weight.row_ptr, weight.shape, (1, 1))
+    return BsrWeight(
+        weight.values.reshape(-1, 1, 1), weight.col_indices, weight.row_ptr, weight.shape, (1, 1)
+    )
 
 
 def as_blocks(weight) -> tuple[BsrWeight, str]:
@@ -46,12 +48,16 @@ def as_blocks(weight) -> tuple[BsrWeight, str]:
     raise TypeError(f"no kernel for weight of type {type(weight).__name__}")
 
 
-def make_kernel(weight, bias: np.ndarray | None, m: int, target: TargetInfo, tiles: dict | None = None) -> Kernel:
+def make_kernel(
+    weight, bias: np.ndarray | None, m: int, target: TargetInfo, tiles: dict | None = None
+) -> Kernel:
     """The scheduled PrimFunc computing Y[m, out] = X[m, in] @ W.T (+ bias) for `target`."""
     if isinstance(weight, NmWeight) and target.family != "cuda":
         from sparsecc.backends.tvm.kernels.nm_cpu import make_nm_kernel
 
-        return make_nm_kernel(weight, bias, m, target.lanes, f"nm_{weight.n}_{weight.m}_{target.family}", tiles)
+        return make_nm_kernel(
+            weight, bias, m, target.lanes, f"nm_{weight.n}_{weight.m}_{target.family}", tiles
+        )
     blocks, family = as_blocks(weight)
     if target.family == "cuda":
         from sparsecc.backends.tvm.kernels.blocked_cuda import make_cuda_kernel

@@ -1,0 +1,132 @@
+"""Tile-size tuning for our kernels, with records kept on disk and reused.
+
+Each linear kernel exposes its tile sizes (`Kernel.tiles`); a tuning run measures up
+to N candidates from the kernel's search space on this machine and keeps the fastest.
+Records are keyed by target and workload (format, shapes, tokens and a digest of the
+sparsity structure), so compiling the same model again runs no new trials.
+
+Our kernels are hand-written TIR without schedulable blocks, so this is a measured
+grid search over their tunables, not MetaSchedule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sparsecc.backends.tvm.target import TargetInfo
+
+logger = logging.getLogger(__name__)
+
+
+def default_records_path() -> Path:
+    base = os.environ.get("SPARSECC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "sparsecc")
+    return Path(base) / "tuning_records.json"
+
+
+def workload_key(weight, m: int) -> str:
+    """Format, shape, tokens and a digest of the structure (not the values)."""
+    digest = hashlib.sha1()
+    if isinstance(weight, np.ndarray):
+        kind, parts = "dense", []
+    else:
+        kind = type(weight).__name__
+        parts = [
+            getattr(weight, name) for name in ("row_ptr", "col_indices", "indices") if hasattr(weight, name)
+        ]
+    for part in parts:
+        digest.update(np.ascontiguousarray(part).tobytes())
+    return f"{kind}|{tuple(weight.shape)}|{getattr(weight, 'block', '')}|m={m}|{digest.hexdigest()[:16]}"
+
+
+def target_key(target: TargetInfo) -> str:
+    return json.dumps(target.target_dict, sort_keys=True)
+
+
+class TuningRecords:
+    """A JSON file of {target: {workload: {"tiles": ..., "ms": ..., "trials": ...}}}."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path else default_records_path()
+        try:
+            self.data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+        self.trials_run = 0
+
+    def lookup(self, target: TargetInfo, workload: str) -> dict | None:
+        return self.data.get(target_key(target), {}).get(workload)
+
+    def store(self, target: TargetInfo, workload: str, record: dict) -> None:
+        self.data.setdefault(target_key(target), {})[workload] = record
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+def tile_space(weight, target: TargetInfo) -> list[dict]:
+    """Candidate tiles for a kernel, the default first."""
+    from sparsecc.ops.formats import NmWeight
+
+    lanes = target.lanes
+    if isinstance(weight, NmWeight):
+        return [
+            {"R": r, "MT": mt}
+            for mt in (8 * lanes, 4 * lanes, 2 * lanes)
+            for r in (4, 2, 8)
+            if weight.shape[0] % r == 0
+        ]
+    return [{"MT": mt} for mt in (4 * lanes, 2 * lanes, lanes, 8 * lanes)]
+
+
+def measure_ms(kernel, m: int, inp: int, out: int, target: TargetInfo) -> float:
+    import tvm
+
+    module = tvm.compile(kernel.prim_func, target=target.target).jit()
+    device = tvm.cpu()
+    x = np.random.default_rng(0).standard_normal((m, inp)).astype(np.float32)
+    args = [tvm.runtime.tensor(a, device) for a in (x, *kernel.constants, np.zeros((m, out), np.float32))]
+    return float(module.time_evaluator("main", device, number=5, repeat=3)(*args).median) * 1000.0
+
+
+def choose_tiles(
+    weight, bias, m: int, target: TargetInfo, trials: int, records: TuningRecords
+) -> dict | None:
+    """The recorded tiles for this workload, or the fastest of `trials` measured candidates."""
+    from sparsecc.backends.tvm.kernels.registry import make_kernel
+
+    if trials <= 0 or not target.runs_here:
+        return None
+    workload = workload_key(weight, m)
+    record = records.lookup(target, workload)
+    if record is not None:
+        logger.info("tuning: reusing record for %s (%.3f ms)", workload, record["ms"])
+        return record["tiles"]
+    out, inp = weight.shape
+    best = None
+    started = time.perf_counter()
+    for tiles in tile_space(weight, target)[:trials]:
+        kernel = make_kernel(weight, bias, m, target, tiles)
+        ms = measure_ms(kernel, m, inp, out, target)
+        records.trials_run += 1
+        logger.info("tuning %s: %s -> %.3f ms", workload, kernel.tiles, ms)
+        if best is None or ms < best[1]:
+            best = (kernel.tiles, ms)
+    records.store(
+        target,
+        workload,
+        {
+            "tiles": best[0],
+            "ms": best[1],
+            "trials": len(tile_space(weight, target)[:trials]),
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+    )
+    return best[0]

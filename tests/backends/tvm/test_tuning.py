@@ -1,0 +1,24 @@
+"""tune=N measures tile candidates once; a second compile reuses the records (no new trials)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import sparsecc
+
+pytest.importorskip("tvm")
+SPEC = "layers.0.weight=block(16,1)@0.9; layers.2.weight=2:4"
+
+
+def test_second_compile_reuses_records(tmp_path):
+    records = tmp_path / "records.json"
+    first = sparsecc.compile("zoo:mlp", SPEC, tune=2, records_path=records)
+    assert first.tuning_trials == 2 * 3  # three linear kernels (two sparse, one dense), two candidates each
+    data = json.loads(records.read_text())
+    (by_workload,) = data.values()
+    assert len(by_workload) == 3 and all(r["ms"] > 0 and r["trials"] == 2 for r in by_workload.values())
+    second = sparsecc.compile("zoo:mlp", SPEC, tune=2, records_path=records)
+    assert second.tuning_trials == 0
+    x = next(iter(first.example_inputs.values()))
+    np.testing.assert_allclose(second(x), first(x), rtol=1e-5, atol=1e-5)
