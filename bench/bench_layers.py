@@ -14,19 +14,19 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-import common  # noqa: E402  (sets thread counts before TVM/torch start)
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import torch  # noqa: E402
-import tvm  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import common
+import numpy as np
+import onnx
+import torch
+import tvm
+from rich.console import Console
+from rich.table import Table
 
-from sparsecc.backends.ort import session  # noqa: E402
-from sparsecc.backends.tvm.kernels.registry import make_kernel  # noqa: E402
-from sparsecc.backends.tvm.target import resolve_target  # noqa: E402
-from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight  # noqa: E402
-from sparsecc.sparsity.masks import block_mask, nm_mask, unstructured_mask  # noqa: E402
+from sparsecc.backends.ort import session
+from sparsecc.backends.tvm.kernels.registry import make_kernel
+from sparsecc.backends.tvm.target import resolve_target
+from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight
+from sparsecc.sparsity.masks import block_mask, nm_mask, unstructured_mask
 
 M = 128
 SHAPES = ((768, 768), (3072, 768), (768, 3072))

@@ -17,18 +17,18 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-import common  # noqa: E402
-import numpy as np  # noqa: E402
-import onnx_ir as ir  # noqa: E402
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import common
+import numpy as np
+import onnx_ir as ir
+import torch
+from rich.console import Console
+from rich.table import Table
 
-import sparsecc  # noqa: E402
-from sparsecc.backends.ort import session  # noqa: E402
-from sparsecc.compiler import api  # noqa: E402
-from sparsecc.models.bert import BertConfig, build_bert  # noqa: E402
-from sparsecc.passes.linear import find_linears  # noqa: E402
+import sparsecc
+from sparsecc.backends.ort import session
+from sparsecc.compiler import api
+from sparsecc.models.bert import BertConfig, build_bert
+from sparsecc.passes.linear import find_linears
 
 SPEC = (
     "*intermediate.dense.weight=block(16,1)@0.9; *.output.dense.weight=block(16,1)@0.9; *attention.self*=2:4"

@@ -31,9 +31,9 @@ def _sha256(data: bytes) -> str:
 def export_library(library, path: Path, family: str) -> None:
     """Write the built library as a shared object for the target's architecture."""
     if family == "aarch64":
-        from tvm.support import cc
-
         import shutil
+
+        from tvm.support import cc
 
         if shutil.which("aarch64-linux-gnu-g++") is None:
             raise SparseccError(

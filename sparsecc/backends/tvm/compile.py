@@ -74,7 +74,7 @@ def build_relax(module, target: TargetInfo):
     if target.family == "cuda":
         import os
 
-        import tvm.support.nvcc  # noqa: F401  registers the device-code compiler callback (else: source only)
+        import tvm.support.nvcc
         from tvm.s_tir import dlight as dl
 
         os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")  # nvrtc needs the cuda-bindings wheel

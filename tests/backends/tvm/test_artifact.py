@@ -89,7 +89,7 @@ def test_corrupted_truncated_and_foreign_artifacts(saved, tmp_path):
 
 
 def test_save_is_atomic_on_failure(tmp_path):
-    with pytest.raises(Exception):
+    with pytest.raises(sparsecc.SparseccError, match="does not exist"):
         sparsecc.compile("zoo:mlp", "dense").save(tmp_path / "no-such-dir" / "x.sccpkg")
     assert list(tmp_path.iterdir()) == []
 
