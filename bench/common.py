@@ -9,7 +9,7 @@ THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 os.environ["TVM_NUM_THREADS"] = str(THREADS)
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def median_ms(fn, runs: int = 20, warmup: int = 3) -> float:

@@ -78,10 +78,8 @@ class Injective(CPUScheduleRule):
         if not infos or not all(info.is_injective() for info in infos):
             return None
         for info in infos[:-1]:
-            try:
+            with contextlib.suppress(Exception):
                 sch.compute_inline(info.block_rv)
-            except Exception:
-                pass
         for info in normalize_prim_func(sch) or []:
             loops = sch.get_loops(info.block_rv)
             if not loops:
