@@ -116,10 +116,39 @@ def device_ptx(executable, target: TargetInfo) -> str:
         )
 
 
-def compile(model, spec=None, example_inputs=None, target="cpu", tune: int = 0, *, records_path=None):
+def measure_layers(layers, report_rows: dict, names: dict, target: TargetInfo) -> None:
+    """Fill `measured_speedup`: each sparse kernel against our dense kernel of the same shape, here."""
+    from sparsecc.backends.tvm.kernels.registry import make_kernel
+    from sparsecc.backends.tvm.tuning import measure_ms
+
+    dense_ms: dict[tuple, float] = {}
+    for layer in layers:
+        row = report_rows.get(names.get(layer.node, layer.node))
+        if row is None or layer.kind == "MatMul":
+            continue
+        out, inp = layer.weight_shape
+        m = layer.m
+        key = (out, inp, m)
+        if key not in dense_ms:
+            dense = np.random.default_rng(0).standard_normal((out, inp)).astype(np.float32)
+            dense_ms[key] = measure_ms(make_kernel(dense, None, m, target), m, inp, out, target)
+        row["measured_speedup"] = round(dense_ms[key] / measure_ms(layer.kernel, m, inp, out, target), 2)
+
+
+def compile(
+    model,
+    spec=None,
+    example_inputs=None,
+    target="cpu",
+    tune: int = 0,
+    *,
+    records_path=None,
+    measure: bool = False,
+):
     """Compile `model` for `target`; returns a CompiledModel (see design.md, "Python API").
 
     `tune` > 0 measures up to that many tile candidates per kernel (records on disk, reused).
+    `measure` times every sparse kernel against our dense kernel here (the report's measured speedup).
     """
     configure_tvm()
     import onnx_ir as ir
@@ -160,7 +189,8 @@ def compile(model, spec=None, example_inputs=None, target="cpu", tune: int = 0, 
         row = by_name.get(names.get(layer.node, layer.node))
         if row is not None:
             row["kernel"] = layer.kernel.name
-    library = executable if info.family == "cuda" else executable.jit() if info.runs_here else executable
+    if measure and info.runs_here:
+        measure_layers(layers, by_name, names, info)
     outputs = _output_specs(proto)
     manifest = {
         "inputs": [s.as_dict() for s in inputs],
@@ -178,7 +208,6 @@ def compile(model, spec=None, example_inputs=None, target="cpu", tune: int = 0, 
         logger.info("compiled device code to PTX with nvcc in %.1f s", time.perf_counter() - step)
     compiled.example_inputs = result.example_inputs
     compiled.tuning_trials = records.trials_run if tune else 0
-    del library
     return compiled
 
 

@@ -38,6 +38,7 @@ class LoweredLayer:
     kind: str  # "BsrMatMul", ..., "MatMul"
     kernel: Kernel
     weight_shape: tuple[int, int]
+    m: int  # rows of X the kernel was built for (leading dimensions folded)
 
 
 def mark_private_ops(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -117,7 +118,9 @@ def _importer_class():
             tiles = self.choose_tiles(weight, bias, m) if self.choose_tiles else None
             kernel = make_kernel(weight, bias, m, self.target_info, tiles)
             name = attrs["tvm_custom"]["name"]
-            self.layers.append(LoweredLayer(name, kind.replace("DenseMatMul", "MatMul"), kernel, (out, inp)))
+            self.layers.append(
+                LoweredLayer(name, kind.replace("DenseMatMul", "MatMul"), kernel, (out, inp), m)
+            )
             func = self.bb.add_func(kernel.prim_func.without_attr("global_symbol"), _func_name(name, kernel))
             x2 = self.bb.emit(relax.op.reshape(x, (m, inp)))
             y2 = self.bb.emit(

@@ -22,3 +22,10 @@ def test_second_compile_reuses_records(tmp_path):
     assert second.tuning_trials == 0
     x = next(iter(first.example_inputs.values()))
     np.testing.assert_allclose(second(x), first(x), rtol=1e-5, atol=1e-5)
+
+
+def test_measure_fills_the_reports_measured_speedup():
+    cm = sparsecc.compile("zoo:mlp", "layers.0.weight=block(16,1)@0.95", measure=True)
+    rows = {row["name"]: row for row in cm.report}
+    assert rows["layers.0.weight"]["measured_speedup"] > 0  # a timing ratio; speed itself is shown in bench/
+    assert rows["layers.1.weight"]["measured_speedup"] is None  # dense layers are not measured
