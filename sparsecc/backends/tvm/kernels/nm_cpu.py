@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sparsecc.backends.tvm.kernels import Kernel
+from sparsecc.backends.tvm.kernels.blocked_cpu import transpose_tile
 from sparsecc.ops.formats import NmWeight
 
 ROWS = (4, 2, 1)  # rows per tile, the first that divides out_features
@@ -32,6 +33,7 @@ def nm_linear(m: int, weight: NmWeight, rows: int, mt: int, name: str = "main"):
     out, inp = weight.shape
     n, groups = weight.n, inp // weight.m
     m_padded = -(-m // mt) * mt
+    tb = transpose_tile(inp, m_padded)
 
     @T.prim_func
     def kernel(
@@ -43,9 +45,13 @@ def nm_linear(m: int, weight: NmWeight, rows: int, mt: int, name: str = "main"):
     ):
         T.func_attr({"tirx.noalias": True, "global_symbol": name, "tirx.is_scheduled": True})
         XT = T.alloc_buffer((inp, m_padded), "float32")
-        for k in T.parallel(inp):
-            for t in T.serial(m_padded):
-                XT[k, t] = T.if_then_else(t < m, X[T.min(t, m - 1), k], T.float32(0))
+        for kb in T.parallel(inp // tb):  # tb x tb tiles keep both sides of the transpose in L1
+            for tb_index in T.serial(m_padded // tb):
+                for kk in T.serial(tb):
+                    for tt in T.vectorized(tb):
+                        XT[kb * tb + kk, tb_index * tb + tt] = T.if_then_else(
+                            tb_index * tb + tt < m, X[T.min(tb_index * tb + tt, m - 1), kb * tb + kk], T.float32(0)
+                        )
         for block in T.parallel(out // rows):
             for tile in T.serial(m_padded // mt):
                 acc = T.alloc_buffer((rows, mt), "float32")
