@@ -86,10 +86,12 @@ def csr_linear_cpu(m: int, shape: tuple[int, int], nnz: int, tiles: dict[str, in
         Y: T.Buffer((m, out), "float32"),
     ):
         T.func_attr({"tirx.noalias": True, "global_symbol": name, "tirx.is_scheduled": True})
-        XT = T.alloc_buffer((inp, m_padded), "float32")
+        XT = T.alloc_buffer((n_tiles, inp, mt), "float32")
         for k in T.parallel(inp):
-            for t in T.serial(m_padded):
-                XT[k, t] = T.if_then_else(t < m, X[T.min(t, m - 1), k], T.float32(0))
+            for tile, t in T.grid(n_tiles, mt):
+                XT[tile, k, t] = T.if_then_else(
+                    tile * mt + t < m, X[T.min(tile * mt + t, m - 1), k], T.float32(0)
+                )
         for blk in T.parallel(out // rb):
             part = T.alloc_buffer((rb, mt), "float32")
             for tile in T.serial(n_tiles):
@@ -102,7 +104,7 @@ def csr_linear_cpu(m: int, shape: tuple[int, int], nnz: int, tiles: dict[str, in
                             for t in T.vectorized(mt):
                                 acc[t] = (
                                     acc[t]
-                                    + XT[columns[ptr[c * out + blk * rb + r] + e], tile * mt + t]
+                                    + XT[tile, columns[ptr[c * out + blk * rb + r] + e], t]
                                     * values[ptr[c * out + blk * rb + r] + e]
                                 )
                         if c == last:
