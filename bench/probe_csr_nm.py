@@ -14,14 +14,14 @@ import time
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 os.environ["TVM_NUM_THREADS"] = str(THREADS)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import tvm  # noqa: E402
+import numpy as np
+import torch
+import tvm
 
-from sparsecc.backends.tvm.kernels.csr import make_csr_kernel  # noqa: E402
-from sparsecc.backends.tvm.kernels.nm import make_nm_kernel  # noqa: E402
-from sparsecc.backends.tvm.target import resolve_target  # noqa: E402
-from sparsecc.ops.formats import CsrWeight, NmWeight  # noqa: E402
+from sparsecc.backends.tvm.kernels.csr import make_csr_kernel
+from sparsecc.backends.tvm.kernels.nm import make_nm_kernel
+from sparsecc.backends.tvm.target import resolve_target
+from sparsecc.ops.formats import CsrWeight, NmWeight
 
 
 def median_ms(fn, runs: int = 20) -> float:

@@ -144,11 +144,13 @@ def compile(
     *,
     records_path=None,
     measure: bool = False,
+    rpc: str | None = None,
 ):
     """Compile `model` for `target`; returns a CompiledModel (see design.md, "Python API").
 
     `tune` > 0 measures up to that many tile candidates per kernel (records on disk, reused).
     `measure` times every sparse kernel against our dense kernel here (the report's measured speedup).
+    `rpc` ("HOST:PORT:KEY") makes tuning measure on the device behind a TVM RPC tracker.
     """
     configure_tvm()
     import onnx_ir as ir
@@ -165,12 +167,13 @@ def compile(
     logger.info("sparsified in %.1f s", time.perf_counter() - started)
     choose = None
     if tune:
-        from sparsecc.backends.tvm.tuning import TuningRecords, choose_tiles
+        from sparsecc.backends.tvm.tuning import RpcConfig, TuningRecords, choose_tiles
 
         records = TuningRecords(records_path)
+        remote = RpcConfig.parse(rpc) if rpc else None
 
         def choose(weight, bias, m):
-            return choose_tiles(weight, bias, m, info, tune, records)
+            return choose_tiles(weight, bias, m, info, tune, records, remote)
 
     step = time.perf_counter()
     module, layers = import_onnx(

@@ -11,6 +11,7 @@ grid search over their tunables, not MetaSchedule.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sparsecc.backends.tvm.target import TargetInfo
+from sparsecc.errors import SparseccError
 
 logger = logging.getLogger(__name__)
 
@@ -86,23 +88,74 @@ def tile_space(weight, target: TargetInfo) -> list[dict]:
     return [{"MT": mt} for mt in (4 * lanes, 2 * lanes, lanes, 8 * lanes)]
 
 
-def measure_ms(kernel, m: int, inp: int, out: int, target: TargetInfo) -> float:
+@dataclasses.dataclass(frozen=True)
+class RpcConfig:
+    """Measure on another machine through a TVM RPC tracker: HOST:PORT:KEY."""
+
+    host: str
+    port: int
+    key: str
+
+    @classmethod
+    def parse(cls, text: str) -> RpcConfig:
+        parts = text.rsplit(":", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2]:
+            raise SparseccError(
+                f"--rpc {text!r} must look like HOST:PORT:KEY (a TVM RPC tracker and device key)"
+            )
+        return cls(parts[0], int(parts[1]), parts[2])
+
+
+def measure_ms(kernel, m: int, inp: int, out: int, target: TargetInfo, rpc: RpcConfig | None = None) -> float:
+    """Median ms of one kernel call: here, or on a device behind an RPC tracker."""
     import tvm
 
-    module = tvm.compile(kernel.prim_func, target=target.target).jit()
-    device = tvm.cpu()
+    executable = tvm.compile(kernel.prim_func, target=target.target)
     x = np.random.default_rng(0).standard_normal((m, inp)).astype(np.float32)
-    args = [tvm.runtime.tensor(a, device) for a in (x, *kernel.constants, np.zeros((m, out), np.float32))]
+    arrays = (x, *kernel.constants, np.zeros((m, out), np.float32))
+    if rpc is None:
+        module, device = executable.jit(), tvm.cpu()
+    else:
+        module, device = _remote_module(executable, target, rpc)
+    args = [tvm.runtime.tensor(a, device) for a in arrays]
     return float(module.time_evaluator("main", device, number=5, repeat=3)(*args).median) * 1000.0
 
 
+def _remote_module(executable, target: TargetInfo, rpc: RpcConfig):
+    import tempfile
+
+    from tvm import rpc as tvm_rpc
+
+    from sparsecc.backends.tvm.artifact import export_library
+
+    try:
+        session = tvm_rpc.connect_tracker(rpc.host, rpc.port).request(
+            rpc.key, priority=1, session_timeout=120
+        )
+    except Exception as error:
+        raise SparseccError(
+            f"cannot reach RPC tracker {rpc.host}:{rpc.port} key {rpc.key!r}: {error}"
+        ) from None
+    with tempfile.TemporaryDirectory() as work:
+        path = os.path.join(work, "kernel.so")
+        export_library(executable, path, target.family)
+        session.upload(path)
+    return session.load_module("kernel.so"), session.cpu()
+
+
 def choose_tiles(
-    weight, bias, m: int, target: TargetInfo, trials: int, records: TuningRecords
+    weight,
+    bias,
+    m: int,
+    target: TargetInfo,
+    trials: int,
+    records: TuningRecords,
+    rpc: RpcConfig | None = None,
 ) -> dict | None:
     """The recorded tiles for this workload, or the fastest of `trials` measured candidates."""
     from sparsecc.backends.tvm.kernels.registry import make_kernel
 
-    if trials <= 0 or not target.runs_here:
+    if trials <= 0 or (rpc is None and not target.runs_here):
         return None
     workload = workload_key(weight, m)
     record = records.lookup(target, workload)
@@ -114,7 +167,7 @@ def choose_tiles(
     started = time.perf_counter()
     for tiles in tile_space(weight, target)[:trials]:
         kernel = make_kernel(weight, bias, m, target, tiles)
-        ms = measure_ms(kernel, m, inp, out, target)
+        ms = measure_ms(kernel, m, inp, out, target, rpc)
         records.trials_run += 1
         logger.info("tuning %s: %s -> %.3f ms", workload, kernel.tiles, ms)
         if best is None or ms < best[1]:

@@ -48,7 +48,9 @@ def run(args) -> int:
     target = resolve_target(args.target)  # a bad target fails before the slow steps
     model = args.model
     with present.status(f"compiling {model} for {target.name}"):
-        compiled = sparsecc.compile(model, args.spec, target=target, tune=args.tune, measure=args.measure)
+        compiled = sparsecc.compile(
+            model, args.spec, target=target, tune=args.tune, measure=args.measure, rpc=args.rpc
+        )
     present.console.print(report_table(compiled.report, f"{model} for {target.name}"))
     with present.status("writing the artifact"):
         compiled.save(args.output)

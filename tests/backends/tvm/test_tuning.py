@@ -29,3 +29,40 @@ def test_measure_fills_the_reports_measured_speedup():
     rows = {row["name"]: row for row in cm.report}
     assert rows["layers.0.weight"]["measured_speedup"] > 0  # a timing ratio; speed itself is shown in bench/
     assert rows["layers.1.weight"]["measured_speedup"] is None  # dense layers are not measured
+
+
+def test_tuning_measures_through_an_rpc_tracker_on_loopback(tmp_path):
+    pytest.importorskip("tornado")
+    from tvm.rpc.server import Server
+    from tvm.rpc.tracker import Tracker
+
+    tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
+    server = Server(
+        host="127.0.0.1",
+        port=9300,
+        port_end=9400,
+        tracker_addr=("127.0.0.1", tracker.port),
+        key="loopback",
+        silent=True,
+    )
+    try:
+        records = tmp_path / "records.json"
+        cm = sparsecc.compile(
+            "zoo:mlp",
+            "layers.0.weight=block(16,1)@0.9",
+            tune=1,
+            records_path=records,
+            rpc=f"127.0.0.1:{tracker.port}:loopback",
+        )
+        assert cm.tuning_trials == 3
+        assert all(r["ms"] > 0 for r in next(iter(json.loads(records.read_text()).values())).values())
+    finally:
+        server.terminate()
+        tracker.terminate()
+
+
+def test_bad_rpc_address_is_one_clear_error():
+    from sparsecc.backends.tvm.tuning import RpcConfig
+
+    with pytest.raises(sparsecc.SparseccError, match="must look like HOST:PORT:KEY"):
+        RpcConfig.parse("localhost:abc")

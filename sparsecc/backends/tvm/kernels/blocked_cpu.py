@@ -65,7 +65,9 @@ def blocked_linear(m: int, weight: BsrWeight, mt: int, name: str = "main"):
                 for kk in T.serial(tb):
                     for tt in T.vectorized(tb):
                         XT[kb * tb + kk, tb_index * tb + tt] = T.if_then_else(
-                            tb_index * tb + tt < m, X[T.min(tb_index * tb + tt, m - 1), kb * tb + kk], T.float32(0)
+                            tb_index * tb + tt < m,
+                            X[T.min(tb_index * tb + tt, m - 1), kb * tb + kk],
+                            T.float32(0),
                         )
         for row in T.parallel(n_block_rows):
             for tile in T.serial(m_padded // mt):

@@ -1,0 +1,144 @@
+"""The N:M kernels against numpy: CPU numerics for several N:M and odd cases, aarch64 and CUDA builds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TVM_NUM_THREADS", "2")
+tvm = pytest.importorskip("tvm")
+
+from sparsecc.backends.tvm.kernels.nm import make_nm_kernel, pack  # noqa: E402
+from sparsecc.backends.tvm.target import resolve_target  # noqa: E402
+from sparsecc.ops.formats import NmWeight  # noqa: E402
+
+CPU = resolve_target("cpu")
+RNG = np.random.default_rng(5)
+
+
+def nm_dense(out: int, inp: int, n: int, m: int) -> np.ndarray:
+    """A random weight with exactly the n largest of every m inputs kept."""
+    w = RNG.standard_normal((out, inp)).astype(np.float32)
+    groups = np.abs(w).reshape(out, inp // m, m)
+    keep = np.argsort(-groups, axis=2)[:, :, :n]
+    mask = np.zeros_like(groups, bool)
+    np.put_along_axis(mask, keep, True, axis=2)
+    return w * mask.reshape(out, inp)
+
+
+def run(weight: NmWeight, bias, x: np.ndarray, tiles=None) -> np.ndarray:
+    kernel = make_nm_kernel(weight, bias, x.shape[0], CPU, tiles)
+    module = tvm.compile(kernel.prim_func, target=CPU.target)
+    dev = tvm.cpu()
+    y = np.full((x.shape[0], weight.shape[0]), np.nan, np.float32)
+    args = [tvm.runtime.tensor(a, dev) for a in (x, *kernel.constants, y)]
+    module(*args)
+    return args[-1].numpy()
+
+
+def check(dense: np.ndarray, n: int, m: int, rows: int = 7, with_bias: bool = True, tiles=None) -> None:
+    out, inp = dense.shape
+    x = RNG.standard_normal((rows, inp)).astype(np.float32)
+    bias = RNG.standard_normal(out).astype(np.float32) if with_bias else None
+    want = x.astype(np.float64) @ dense.T.astype(np.float64) + (0.0 if bias is None else bias)
+    got = run(NmWeight.from_dense(dense, n, m), bias, x, tiles)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("n,m", [(1, 4), (2, 4), (2, 8), (4, 8)])
+@pytest.mark.parametrize("rows", [1, 9, 130])
+def test_patterns_any_m(n, m, rows):
+    check(nm_dense(48, 64, n, m), n, m, rows=rows)
+
+
+@pytest.mark.parametrize("n,m", [(2, 4), (4, 8)])
+def test_without_bias(n, m):
+    check(nm_dense(40, 48, n, m), n, m, with_bias=False)
+
+
+def test_groups_with_fewer_than_n_non_zeros_and_zero_rows():
+    dense = nm_dense(48, 64, 2, 4)
+    dense[3] = 0  # a row with nothing
+    dense[10, :32] = 0  # half a row of empty groups
+    dense[20, 1::4] = 0  # groups with one non-zero left
+    check(dense, 2, 4)
+    check(np.zeros((48, 64), np.float32), 2, 4)
+
+
+def test_dense_weight_as_m_of_m():
+    check(RNG.standard_normal((24, 32)).astype(np.float32), 4, 4, rows=17)
+
+
+@pytest.mark.parametrize(
+    "tiles",
+    [
+        {"R": 8, "MT": 32, "GC": 4, "RB": 16},  # four chunks, two register tiles per task
+        {"R": 1, "MT": 16, "GC": 1, "RB": 1},  # the smallest tiles
+        {"R": 2, "MT": 64, "GC": 16, "RB": 48},  # one chunk, one task
+    ],
+)
+def test_tiles_are_tunable_without_changing_the_result(tiles):
+    dense = nm_dense(48, 64, 2, 4)
+    kernel = make_nm_kernel(NmWeight.from_dense(dense, 2, 4), None, 20, CPU, tiles)
+    assert {k: kernel.tiles[k] for k in tiles} == tiles
+    check(dense, 2, 4, rows=20, tiles=tiles)
+
+
+def test_bad_tiles_are_refused():
+    weight = NmWeight.from_dense(nm_dense(48, 64, 2, 4), 2, 4)
+    with pytest.raises(ValueError, match="GC"):
+        make_nm_kernel(weight, None, 4, CPU, {"GC": 5})
+    with pytest.raises(ValueError, match="RB"):
+        make_nm_kernel(weight, None, 4, CPU, {"R": 4, "RB": 6})
+
+
+def test_leading_batch_folds_into_m():
+    dense = nm_dense(24, 32, 2, 4)
+    x = RNG.standard_normal((2, 3, 32)).astype(np.float32)
+    got = run(NmWeight.from_dense(dense, 2, 4), None, x.reshape(6, 32)).reshape(2, 3, 24)
+    np.testing.assert_allclose(got, x @ dense.T, rtol=1e-5, atol=1e-4)
+
+
+def test_odd_out_features():
+    check(nm_dense(37, 16, 2, 4), 2, 4, rows=5)
+
+
+def test_pack_groups_rows_of_a_tile_per_group():
+    dense = np.arange(1, 17, dtype=np.float32).reshape(2, 8) * np.tile([1, 0, 0, 1], 4)
+    values, positions = pack(NmWeight.from_dense(dense, 2, 4), rows=2)
+    assert values.shape == (1, 2, 2, 2)
+    assert values[0, 1].tolist() == [[5, 8], [13, 16]]
+    assert positions[0, 0].tolist() == [[0, 3], [0, 3]]
+
+
+def test_kernel_reports_flops_and_name():
+    weight = NmWeight.from_dense(nm_dense(48, 64, 2, 4), 2, 4)
+    kernel = make_nm_kernel(weight, None, 10, CPU)
+    assert kernel.flops == 2 * 10 * 48 * 32
+    assert kernel.name == "nm_2_4_x86"
+
+
+def test_aarch64_neon_build():
+    target = resolve_target("aarch64")
+    kernel = make_nm_kernel(NmWeight.from_dense(nm_dense(48, 64, 2, 4), 2, 4), None, 9, target)
+    assert kernel.tiles["MT"] % 4 == 0 and kernel.tiles["MT"] <= 16
+    module = tvm.compile(kernel.prim_func, target=target.target)
+    assert "fmla" in module.mod.inspect_source("asm")
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+def test_cuda_build_emits_ptx(monkeypatch):
+    monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "nvcc")
+    target = resolve_target("cuda:sm_90")
+    kernel = make_nm_kernel(NmWeight.from_dense(nm_dense(48, 64, 2, 4), 2, 4), None, 5, target)
+    assert kernel.constants[0].shape == (32, 48)  # [kept, out]: a warp reads consecutive outputs
+    module = tvm.compile(kernel.prim_func, target=target.target)
+    source = module.mod.imports[0].inspect_source("cuda")
+    assert "__shared__" in source
+    with target.target:
+        ptx = tvm.support.nvcc.compile_cuda(source, target_format="ptx", arch="sm_90", compiler="nvcc")
+    ptx = bytes(ptx).decode() if not isinstance(ptx, str) else ptx
+    assert ".target sm_90" in ptx and "fma.rn" in ptx
