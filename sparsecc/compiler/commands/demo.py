@@ -60,4 +60,18 @@ def run(args) -> int:
             ],
         )
     )
+    if not args.no_compile:
+        compile_and_compare(zoo.name, spec)
     return 0
+
+
+def compile_and_compare(name: str, spec: str) -> None:
+    """Compile the pruned model dense and sparse with TVM and time them against onnxruntime and torch."""
+    from sparsecc.compiler.benchmark import run_benchmark, speedup_table
+
+    with present.status("compiling with TVM (dense and sparse) and timing"):
+        result = run_benchmark(f"zoo:{name}", spec)
+    present.console.print(speedup_table(result, f"zoo:{name}: the same pruned weights, run four ways"))
+    present.console.print(
+        f"TVM sparse vs onnxruntime on the pruned dense model: max relative difference {result.max_rel_error:.1e}"
+    )

@@ -107,7 +107,7 @@ def test_odd_out_features():
 
 
 def test_pack_groups_rows_of_a_tile_per_group():
-    dense = np.arange(1, 17, dtype=np.float32).reshape(2, 8) * np.tile([1, 0, 0, 1], 4)
+    dense = np.arange(1, 17, dtype=np.float32).reshape(2, 8) * np.tile([1, 0, 0, 1], 2)
     values, positions = pack(NmWeight.from_dense(dense, 2, 4), rows=2)
     assert values.shape == (1, 2, 2, 2)
     assert values[0, 1].tolist() == [[5, 8], [13, 16]]
