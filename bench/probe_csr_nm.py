@@ -1,6 +1,7 @@
 """Probe: CSR (unstructured) and N:M TIR kernels against torch dense, same process, ratios.
 
-Usage: [BENCH_THREADS=2] python bench/probe_csr_nm.py [--m 128] [--shape 3072 768] [--rounds 5] [--csr-tiles JSON] [--nm-tiles JSON]
+Usage: [BENCH_THREADS=2] python bench/probe_csr_nm.py [--target cpu] [--m 128] [--shape 3072 768]
+       [--rounds 5] [--nm 2:4,4:8] [--csr-tiles JSON] [--nm-tiles JSON]
 Each --*-tiles is a JSON list of tile dicts (null = defaults); every candidate is checked against numpy first.
 """
 
@@ -65,9 +66,12 @@ def main() -> None:
     parser.add_argument("--csr-tiles", default="[null]")
     parser.add_argument("--nm-tiles", default="[null]")
     parser.add_argument("--nm", default="2:4")
+    parser.add_argument(
+        "--target", default="cpu", help="a sparsecc target that runs here, e.g. x86_64 (AVX2)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
-    target = resolve_target("cpu")
+    target = resolve_target(args.target)
     rng = np.random.default_rng(0)
     out, inp = args.shape
     x = rng.standard_normal((args.m, inp)).astype(np.float32)
@@ -78,7 +82,7 @@ def main() -> None:
     for tiles in json.loads(args.csr_tiles):
         kernel = make_csr_kernel(CsrWeight.from_dense(unstructured), None, args.m, target, tiles)
         cands[f"csr@{args.sparsity} {kernel.tiles}"] = candidate(kernel, x, unstructured, target)
-    for pattern in args.nm.split(","):
+    for pattern in filter(None, args.nm.split(",")):
         n, m = (int(v) for v in pattern.split(":"))
         structured = nm_prune(w, n, m)
         for tiles in json.loads(args.nm_tiles):

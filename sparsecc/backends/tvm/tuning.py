@@ -73,18 +73,17 @@ class TuningRecords:
         os.replace(tmp, self.path)
 
 
-def tile_space(weight, target: TargetInfo) -> list[dict]:
-    """Candidate tiles for a kernel, the default first."""
-    from sparsecc.ops.formats import NmWeight
+def tile_space(weight, m: int, target: TargetInfo) -> list[dict]:
+    """Candidate tiles for a kernel, the default first (each kernel module owns its space)."""
+    from sparsecc.backends.tvm.kernels.csr import csr_tile_space
+    from sparsecc.backends.tvm.kernels.nm import nm_tile_space
+    from sparsecc.ops.formats import CsrWeight, NmWeight
 
-    lanes = target.lanes
     if isinstance(weight, NmWeight):
-        return [
-            {"R": r, "MT": mt}
-            for mt in (8 * lanes, 4 * lanes, 2 * lanes)
-            for r in (4, 2, 8)
-            if weight.shape[0] % r == 0
-        ]
+        return nm_tile_space(weight, m, target)
+    if isinstance(weight, CsrWeight):
+        return csr_tile_space(weight, m, target)
+    lanes = target.lanes
     return [{"MT": mt} for mt in (4 * lanes, 2 * lanes, lanes, 8 * lanes)]
 
 
@@ -165,7 +164,7 @@ def choose_tiles(
     out, inp = weight.shape
     best = None
     started = time.perf_counter()
-    for tiles in tile_space(weight, target)[:trials]:
+    for tiles in tile_space(weight, m, target)[:trials]:
         kernel = make_kernel(weight, bias, m, target, tiles)
         ms = measure_ms(kernel, m, inp, out, target, rpc)
         records.trials_run += 1
@@ -178,7 +177,7 @@ def choose_tiles(
         {
             "tiles": best[0],
             "ms": best[1],
-            "trials": len(tile_space(weight, target)[:trials]),
+            "trials": len(tile_space(weight, m, target)[:trials]),
             "seconds": round(time.perf_counter() - started, 2),
         },
     )

@@ -13,6 +13,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--target", "-t", default="cpu", help="cpu (default), x86_64, aarch64, cuda[:sm_XX]")
     parser.add_argument("--tune", type=int, default=0, help="autotuning trials (0: default schedules)")
     parser.add_argument(
+        "--rpc", metavar="HOST:PORT:KEY", help="tune by measuring on a device behind an RPC tracker"
+    )
+    parser.add_argument(
         "--measure", action="store_true", help="time each sparse kernel against dense (report)"
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT.sccpkg")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 os.environ.setdefault("TVM_NUM_THREADS", "2")
 tvm = pytest.importorskip("tvm")
 
-from sparsecc.backends.tvm.kernels.csr import make_csr_kernel, pack_chunks  # noqa: E402
+from sparsecc.backends.tvm.kernels.csr import csr_tile_space, make_csr_kernel, pack_chunks  # noqa: E402
 from sparsecc.backends.tvm.target import resolve_target  # noqa: E402
 from sparsecc.ops.formats import CsrWeight  # noqa: E402
 
@@ -114,7 +115,7 @@ def test_aarch64_neon_build():
     assert kernel.tiles["MT"] % 4 == 0 and kernel.tiles["MT"] <= 16
     module = tvm.compile(kernel.prim_func, target=target.target)
     asm = module.mod.inspect_source("asm")
-    assert "fmla" in asm and "v0.4s" in asm.replace("v1.4s", "v0.4s")
+    assert re.search(r"fmla\s+v\d+\.4s", asm)  # 128-bit NEON FMAs over 4 tokens
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
@@ -130,3 +131,27 @@ def test_cuda_build_emits_ptx(monkeypatch):
         ptx = tvm.support.nvcc.compile_cuda(source, target_format="ptx", arch="sm_90", compiler="nvcc")
     ptx = bytes(ptx).decode() if not isinstance(ptx, str) else ptx
     assert ".target sm_90" in ptx and "fma.rn" in ptx
+
+
+def test_every_tile_candidate_builds_and_is_correct():
+    dense = sparse(out=32, inp=48, density=0.3)
+    space = csr_tile_space(CsrWeight.from_dense(dense), 20, CPU)
+    assert space[0] == make_csr_kernel(CsrWeight.from_dense(dense), None, 20, CPU).tiles
+    assert len(space) == len({tuple(sorted(t.items())) for t in space}) > 3
+    for tiles in space:
+        check(dense, m=20, tiles=tiles)
+
+
+def test_segments_are_padded_to_the_unroll_factor_with_zeros():
+    dense = np.zeros((2, 8), np.float32)
+    dense[0, [1, 2, 6]] = [1, 2, 3]
+    dense[1, 5] = 4
+    values, columns, ptr = pack_chunks(CsrWeight.from_dense(dense), kc=8, unroll=2)
+    assert ptr.tolist() == [0, 4, 6]
+    assert values.tolist() == [1, 2, 3, 0, 4, 0]
+    assert columns.tolist() == [1, 2, 6, 0, 5, 0]
+
+
+def test_unknown_tiles_are_refused():
+    with pytest.raises(ValueError, match="unknown CSR tiles"):
+        make_csr_kernel(CsrWeight.from_dense(sparse()), None, 4, CPU, {"kc": 64})

@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("TVM_NUM_THREADS", "2")
 tvm = pytest.importorskip("tvm")
 
-from sparsecc.backends.tvm.kernels.nm import make_nm_kernel, pack  # noqa: E402
+from sparsecc.backends.tvm.kernels.nm import make_nm_kernel, nm_tile_space, pack, pack_permute  # noqa: E402
 from sparsecc.backends.tvm.target import resolve_target  # noqa: E402
 from sparsecc.ops.formats import NmWeight  # noqa: E402
 
@@ -29,9 +29,9 @@ def nm_dense(out: int, inp: int, n: int, m: int) -> np.ndarray:
     return w * mask.reshape(out, inp)
 
 
-def run(weight: NmWeight, bias, x: np.ndarray, tiles=None) -> np.ndarray:
-    kernel = make_nm_kernel(weight, bias, x.shape[0], CPU, tiles)
-    module = tvm.compile(kernel.prim_func, target=CPU.target)
+def run(weight: NmWeight, bias, x: np.ndarray, tiles=None, target=CPU) -> np.ndarray:
+    kernel = make_nm_kernel(weight, bias, x.shape[0], target, tiles)
+    module = tvm.compile(kernel.prim_func, target=target.target)
     dev = tvm.cpu()
     y = np.full((x.shape[0], weight.shape[0]), np.nan, np.float32)
     args = [tvm.runtime.tensor(a, dev) for a in (x, *kernel.constants, y)]
@@ -39,33 +39,41 @@ def run(weight: NmWeight, bias, x: np.ndarray, tiles=None) -> np.ndarray:
     return args[-1].numpy()
 
 
-def check(dense: np.ndarray, n: int, m: int, rows: int = 7, with_bias: bool = True, tiles=None) -> None:
+def check(
+    dense: np.ndarray, n: int, m: int, rows: int = 7, with_bias: bool = True, tiles=None, target=CPU
+) -> None:
     out, inp = dense.shape
     x = RNG.standard_normal((rows, inp)).astype(np.float32)
     bias = RNG.standard_normal(out).astype(np.float32) if with_bias else None
     want = x.astype(np.float64) @ dense.T.astype(np.float64) + (0.0 if bias is None else bias)
-    got = run(NmWeight.from_dense(dense, n, m), bias, x, tiles)
+    got = run(NmWeight.from_dense(dense, n, m), bias, x, tiles, target)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
+SCHEDULES = {"permute": {"PERM": 1}, "token": {"PERM": 0}}
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("n,m", [(1, 4), (2, 4), (2, 8), (4, 8)])
 @pytest.mark.parametrize("rows", [1, 9, 130])
-def test_patterns_any_m(n, m, rows):
-    check(nm_dense(48, 64, n, m), n, m, rows=rows)
+def test_patterns_any_m(schedule, n, m, rows):
+    check(nm_dense(48, 64, n, m), n, m, rows=rows, tiles=SCHEDULES[schedule])
 
 
+@pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("n,m", [(2, 4), (4, 8)])
-def test_without_bias(n, m):
-    check(nm_dense(40, 48, n, m), n, m, with_bias=False)
+def test_without_bias(schedule, n, m):
+    check(nm_dense(32, 48, n, m), n, m, with_bias=False, tiles=SCHEDULES[schedule])
 
 
-def test_groups_with_fewer_than_n_non_zeros_and_zero_rows():
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_groups_with_fewer_than_n_non_zeros_and_zero_rows(schedule):
     dense = nm_dense(48, 64, 2, 4)
     dense[3] = 0  # a row with nothing
     dense[10, :32] = 0  # half a row of empty groups
     dense[20, 1::4] = 0  # groups with one non-zero left
-    check(dense, 2, 4)
-    check(np.zeros((48, 64), np.float32), 2, 4)
+    check(dense, 2, 4, tiles=SCHEDULES[schedule])
+    check(np.zeros((48, 64), np.float32), 2, 4, tiles=SCHEDULES[schedule])
 
 
 def test_dense_weight_as_m_of_m():
@@ -75,9 +83,13 @@ def test_dense_weight_as_m_of_m():
 @pytest.mark.parametrize(
     "tiles",
     [
-        {"R": 8, "MT": 32, "GC": 4, "RB": 16},  # four chunks, two register tiles per task
-        {"R": 1, "MT": 16, "GC": 1, "RB": 1},  # the smallest tiles
-        {"R": 2, "MT": 64, "GC": 16, "RB": 48},  # one chunk, one task
+        {"PERM": 0, "R": 8, "MT": 32, "GC": 4, "RB": 16},  # four chunks, two register tiles per task
+        {"PERM": 0, "R": 1, "MT": 16, "GC": 1, "RB": 1},  # the smallest tiles
+        {"PERM": 0, "R": 2, "MT": 64, "GC": 16, "RB": 48},  # one chunk, one task
+        {"PERM": 1, "OB": 1, "TB": 1},  # one token, one output vector per task
+        {"PERM": 1, "OB": 3, "TB": 7},  # token tail: 20 = 2 * 7 + 6
+        {"PERM": 1, "OB": 1, "TB": 20},  # one token tile
+        {"PERM": 1, "OB": 3, "TB": 4, "U8": 1},  # uint8 lanes, widened in the kernel
     ],
 )
 def test_tiles_are_tunable_without_changing_the_result(tiles):
@@ -90,9 +102,11 @@ def test_tiles_are_tunable_without_changing_the_result(tiles):
 def test_bad_tiles_are_refused():
     weight = NmWeight.from_dense(nm_dense(48, 64, 2, 4), 2, 4)
     with pytest.raises(ValueError, match="GC"):
-        make_nm_kernel(weight, None, 4, CPU, {"GC": 5})
+        make_nm_kernel(weight, None, 4, CPU, {"PERM": 0, "GC": 5})
     with pytest.raises(ValueError, match="RB"):
-        make_nm_kernel(weight, None, 4, CPU, {"R": 4, "RB": 6})
+        make_nm_kernel(weight, None, 4, CPU, {"PERM": 0, "R": 4, "RB": 6})
+    with pytest.raises(ValueError, match="OB"):
+        make_nm_kernel(weight, None, 4, CPU, {"OB": 2})  # 48 outputs are 3 vectors
 
 
 def test_leading_batch_folds_into_m():
@@ -102,8 +116,41 @@ def test_leading_batch_folds_into_m():
     np.testing.assert_allclose(got, x @ dense.T, rtol=1e-5, atol=1e-4)
 
 
-def test_odd_out_features():
-    check(nm_dense(37, 16, 2, 4), 2, 4, rows=5)
+def test_shapes_the_permute_schedule_does_not_fit_fall_back():
+    check(nm_dense(37, 16, 2, 4), 2, 4, rows=5)  # 16 does not divide out
+    check(nm_dense(32, 24, 2, 4), 2, 4, rows=5)  # 16 does not divide in
+    check(nm_dense(32, 36, 1, 3), 1, 3, rows=5)  # M does not divide 16
+    kernel = make_nm_kernel(NmWeight.from_dense(nm_dense(37, 16, 2, 4), 2, 4), None, 5, CPU)
+    assert kernel.tiles["PERM"] == 0
+
+
+def test_permute_schedule_is_the_avx512_default_and_uses_vpermps():
+    weight = NmWeight.from_dense(nm_dense(96, 64, 2, 4), 2, 4)
+    kernel = make_nm_kernel(weight, None, 3, CPU)
+    assert kernel.tiles == {"PERM": 1, "W": 16, "OB": 3, "TB": 3, "U8": 0}  # TB clipped to the 3 tokens
+    asm = tvm.compile(kernel.prim_func, target=CPU.target).mod.inspect_source("asm")
+    assert "vpermps" in asm and "vfmadd" in asm
+
+
+@pytest.mark.parametrize("n,m", [(2, 4), (2, 8), (1, 4)])
+def test_avx2_permute_schedule(n, m):
+    avx2 = resolve_target("x86_64")  # haswell: 8-lane vpermps; this host runs AVX2 code
+    kernel = make_nm_kernel(NmWeight.from_dense(nm_dense(48, 64, n, m), n, m), None, 5, avx2)
+    assert kernel.tiles["W"] == 8 and kernel.tiles["PERM"] == 1
+    check(nm_dense(48, 64, n, m), n, m, rows=11, target=avx2)
+    check(nm_dense(48, 64, 4, 16), 4, 16, rows=3, target=avx2)  # M > W: token-vectorised
+
+
+def test_pack_permute_puts_each_entry_in_its_window_lane():
+    dense = np.zeros((16, 16), np.float32)
+    dense[:, 1] = np.arange(1, 17)  # group 0 keeps positions 1 and 2
+    dense[:, 2] = 100
+    dense[5, 14] = 7  # row 5, group 3: position 2, plus padding at the lowest free position 0
+    values, lanes = pack_permute(NmWeight.from_dense(dense, 2, 4), ob=1)
+    assert values.shape == lanes.shape == (1, 1, 8, 1, 16)
+    assert lanes[0, 0, :2, 0, 0].tolist() == [1, 2]
+    assert values[0, 0, :2, 0, 4].tolist() == [5, 100]
+    assert lanes[0, 0, 6:, 0, 5].tolist() == [12, 14] and values[0, 0, 7, 0, 5] == 7
 
 
 def test_pack_groups_rows_of_a_tile_per_group():
@@ -142,3 +189,23 @@ def test_cuda_build_emits_ptx(monkeypatch):
         ptx = tvm.support.nvcc.compile_cuda(source, target_format="ptx", arch="sm_90", compiler="nvcc")
     ptx = bytes(ptx).decode() if not isinstance(ptx, str) else ptx
     assert ".target sm_90" in ptx and "fma.rn" in ptx
+
+
+def test_every_tile_candidate_builds_and_is_correct():
+    dense = nm_dense(96, 64, 2, 4)
+    space = nm_tile_space(NmWeight.from_dense(dense, 2, 4), 10, CPU)
+    assert space[0] == make_nm_kernel(NmWeight.from_dense(dense, 2, 4), None, 10, CPU).tiles
+    assert {tiles["PERM"] for tiles in space} == {0, 1}
+    for tiles in space:
+        check(dense, 2, 4, rows=10, tiles=tiles)
+
+
+def test_tiles_always_name_the_schedule_that_was_built():
+    weight = NmWeight.from_dense(nm_dense(37, 16, 2, 4), 2, 4)  # the permute schedule does not fit
+    kernel = make_nm_kernel(weight, None, 5, CPU, {"PERM": 1, "OB": 2, "R": 1})
+    assert kernel.tiles["PERM"] == 0 and kernel.tiles["R"] == 1 and "OB" not in kernel.tiles
+
+
+def test_unknown_tiles_are_refused():
+    with pytest.raises(ValueError, match="unknown N:M tiles"):
+        make_nm_kernel(NmWeight.from_dense(nm_dense(48, 64, 2, 4), 2, 4), None, 4, CPU, {"mt": 16})

@@ -1,10 +1,10 @@
 """Pick and build the kernel for one linear layer: format x target family.
 
 Rules, tried in order (one line each, like a dlight rule chain):
-  dense W          -> all-blocks-present BSR with R | out rows per block (the dense micro-kernel)
-  BsrWeight        -> BSR kernel with the weight's own blocks
-  CsrWeight        -> BSR kernel with 1x1 blocks
-  NmWeight         -> CPU: the N:M kernel (row tiles share X^T rows per group); CUDA: CSR form
+  NmWeight         -> nm.py: x86 lane-permute kernel (one vpermps + FMA per slot), else token-vectorised
+  CsrWeight        -> csr.py: repacked non-zeros, broadcast-FMA over a vector of tokens
+  BsrWeight        -> blocked_cpu.py / blocked_cuda.py with the weight's own blocks
+  dense W          -> the same blocked kernel with every block present (R | out rows per block)
 """
 
 from __future__ import annotations
@@ -52,12 +52,14 @@ def make_kernel(
     weight, bias: np.ndarray | None, m: int, target: TargetInfo, tiles: dict | None = None
 ) -> Kernel:
     """The scheduled PrimFunc computing Y[m, out] = X[m, in] @ W.T (+ bias) for `target`."""
-    if isinstance(weight, NmWeight) and target.family != "cuda":
-        from sparsecc.backends.tvm.kernels.nm_cpu import make_nm_kernel
+    if isinstance(weight, NmWeight):
+        from sparsecc.backends.tvm.kernels.nm import make_nm_kernel
 
-        return make_nm_kernel(
-            weight, bias, m, target.lanes, f"nm_{weight.n}_{weight.m}_{target.family}", tiles
-        )
+        return make_nm_kernel(weight, bias, m, target, tiles)
+    if isinstance(weight, CsrWeight):
+        from sparsecc.backends.tvm.kernels.csr import make_csr_kernel
+
+        return make_csr_kernel(weight, bias, m, target, tiles)
     blocks, family = as_blocks(weight)
     if target.family == "cuda":
         from sparsecc.backends.tvm.kernels.blocked_cuda import make_cuda_kernel
