@@ -7,7 +7,6 @@ other entry. `load` needs only numpy + apache-tvm: no torch, no onnx, no onnx-ir
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from sparsecc.backends.tvm.runtime import CompiledModel
+from sparsecc.compiler.files import atomic_path  # stdlib only: keeps load() free of torch/onnx
 from sparsecc.errors import ArtifactError, SparseccError
 
 FORMAT_VERSION = 1
@@ -56,21 +56,11 @@ def save(model: CompiledModel, path) -> None:
     extra = dict(model.device_code)
     digests = {LIBRARY: _sha256(library), **{name: _sha256(data) for name, data in extra.items()}}
     manifest = dict(model.manifest, format_version=FORMAT_VERSION, sha256=digests)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
-            archive.writestr(LIBRARY, library)
-            for name, data in extra.items():
-                archive.writestr(name, data)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+        archive.writestr(LIBRARY, library)
+        for name, data in extra.items():
+            archive.writestr(name, data)
 
 
 def _read(path: Path) -> tuple[dict, bytes]:

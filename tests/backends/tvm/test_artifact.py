@@ -55,6 +55,15 @@ def test_round_trip_in_a_fresh_process_without_torch_or_onnx(saved, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
 
 
+def other_arch(name, data):
+    """Rewrite the manifest as if the artifact had been built for aarch64."""
+    if name != "manifest.json":
+        return data
+    manifest = json.loads(data)
+    manifest["target"]["arch"] = "aarch64"
+    return json.dumps(manifest).encode()
+
+
 def _rewrite(path, out, mutate):
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
         for item in src.infolist():
@@ -73,13 +82,6 @@ def test_corrupted_truncated_and_foreign_artifacts(saved, tmp_path):
     with pytest.raises(ArtifactError, match="truncated or corrupted"):
         sparsecc.load(truncated)
 
-    def other_arch(name, data):
-        if name != "manifest.json":
-            return data
-        manifest = json.loads(data)
-        manifest["target"]["arch"] = "aarch64"
-        return json.dumps(manifest).encode()
-
     foreign = tmp_path / "foreign.sccpkg"
     _rewrite(path, foreign, other_arch)
     with pytest.raises(ArtifactError, match="built for aarch64, this machine is x86_64"):
@@ -96,13 +98,6 @@ def test_save_is_atomic_on_failure(tmp_path):
 
 def test_cli_refuses_a_foreign_artifact_in_one_line(saved, tmp_path):
     path, _, _ = saved
-
-    def other_arch(name, data):
-        if name != "manifest.json":
-            return data
-        manifest = json.loads(data)
-        manifest["target"]["arch"] = "aarch64"
-        return json.dumps(manifest).encode()
 
     foreign = tmp_path / "foreign.sccpkg"
     _rewrite(path, foreign, other_arch)

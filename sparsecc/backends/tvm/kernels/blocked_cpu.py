@@ -97,17 +97,14 @@ def make_blocked_kernel(
 ) -> Kernel:
     tiles = {**default_tiles(weight.block, lanes), **(tiles or {})}
     tiles["MT"] = min(tiles["MT"], -(-m // lanes) * lanes)  # few tokens: do not pad M to a wide tile
-    out, _ = weight.shape
-    values = packed_values(weight)
-    indices = weight.col_indices
-    if weight.nnz_blocks == 0:  # a buffer cannot be empty: one unused zero block
-        values = np.zeros((1, weight.block[1], weight.block[0]), np.float32)
-        indices = np.zeros(1, np.int32)
-    constants = [
-        values,
-        indices.astype(np.int32),
-        weight.row_ptr.astype(np.int32),
-        np.zeros(out, np.float32) if bias is None else bias.astype(np.float32),
-    ]
     flops = 2 * m * weight.values.size
-    return Kernel(label, blocked_linear(m, weight, tiles["MT"]), constants, tiles, flops)
+    return Kernel(label, blocked_linear(m, weight, tiles["MT"]), operands(weight, bias), tiles, flops)
+
+
+def operands(weight: BsrWeight, bias: np.ndarray | None) -> list[np.ndarray]:
+    """The kernel's constants: packed values, block columns, row_ptr, bias (zeros when absent)."""
+    values, indices = packed_values(weight), weight.col_indices
+    if weight.nnz_blocks == 0:  # a buffer cannot be empty: one unused zero block
+        values, indices = np.zeros((1, weight.block[1], weight.block[0]), np.float32), np.zeros(1, np.int32)
+    bias = np.zeros(weight.shape[0], np.float32) if bias is None else bias.astype(np.float32)
+    return [values, indices.astype(np.int32), weight.row_ptr.astype(np.int32), bias]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from sparsecc.backends.tvm.kernels import Kernel
-from sparsecc.backends.tvm.kernels.blocked_cpu import packed_values
+from sparsecc.backends.tvm.kernels.blocked_cpu import operands
 from sparsecc.ops.formats import BsrWeight
 
 THREADS = 256
@@ -63,16 +63,5 @@ def blocked_linear_cuda(m: int, weight: BsrWeight, name: str = "main"):
 
 
 def make_cuda_kernel(weight: BsrWeight, bias: np.ndarray | None, m: int, label: str) -> Kernel:
-    out, _ = weight.shape
-    values, indices = packed_values(weight), weight.col_indices
-    if weight.nnz_blocks == 0:
-        values, indices = np.zeros((1, weight.block[1], weight.block[0]), np.float32), np.zeros(1, np.int32)
-    constants = [
-        values,
-        indices.astype(np.int32),
-        weight.row_ptr.astype(np.int32),
-        np.zeros(out, np.float32) if bias is None else bias.astype(np.float32),
-    ]
-    return Kernel(
-        label, blocked_linear_cuda(m, weight), constants, {"threads": THREADS}, 2 * m * weight.values.size
-    )
+    flops = 2 * m * weight.values.size
+    return Kernel(label, blocked_linear_cuda(m, weight), operands(weight, bias), {"threads": THREADS}, flops)
