@@ -113,3 +113,10 @@ class CanonicalizePass(ir.passes.InPlacePass):
         if modified:
             ir.passes.common.RemoveUnusedNodesPass()(model)
         return ir.passes.PassResult(model, modified)
+
+    def ensures(self, model: ir.Model) -> None:
+        untagged = [
+            m.weight.name for m in find_linears(model.graph) if PARAM_KEY not in m.weight.metadata_props
+        ]
+        if untagged:
+            raise ir.passes.PostconditionError(f"linear weights without a user-facing name: {untagged}")

@@ -113,3 +113,10 @@ class DenseToSparsePass(ir.passes.InPlacePass):
         if modified:
             ops.attach_reference_functions(model)
         return ir.passes.PassResult(model, modified)
+
+    def ensures(self, model: ir.Model) -> None:
+        """Every sparse op is well formed and has its reference body (so any runtime can run it)."""
+        ops.verify_model(model)
+        missing = {n.op_type for n in model.graph if n.domain == ops.DOMAIN} - {k[1] for k in model.functions}
+        if missing:
+            raise ir.passes.PostconditionError(f"sparse ops without a reference body: {sorted(missing)}")
