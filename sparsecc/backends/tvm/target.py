@@ -55,19 +55,74 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+# x86 LLVM CPUs, best first: the /proc/cpuinfo flags a host needs for each, and its vector width.
+# Picked by feature, not vendor: an AMD Zen 4 (AVX-512 with bf16/vnni, no fp16, no AMX) lands on
+# "icelake-server"; it measured the same speed as "sapphirerapids" here, "znver4" was 1.3-1.5x slower.
+X86_TIERS = (
+    ("sapphirerapids", {"avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16", "amx_tile"}, 512),
+    ("icelake-server", {"avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_vbmi2"}, 512),
+    ("skylake-avx512", {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"}, 512),
+    ("haswell", {"avx2", "fma"}, 256),
+)
+
+# LLVM x86 CPUs with AVX-512 (their float vectors are 512 bits wide).
+AVX512_CPUS = frozenset(
+    [
+        "skylake-avx512",
+        "cascadelake",
+        "cooperlake",
+        "cannonlake",
+        "icelake-client",
+        "icelake-server",
+        "tigerlake",
+        "rocketlake",
+        "sapphirerapids",
+        "emeraldrapids",
+        "graniterapids",
+        "znver4",
+        "znver5",
+        "x86-64-v4",
+    ]
+)
+
+
+# LLVM features the tiers above imply that LLVM may emit without intrinsics, with their cpuinfo flag.
+# A tier's feature the host lacks is switched off ("-feature"), so "cpu" code never traps (SIGILL).
+IMPLIED_FEATURES = {
+    "sapphirerapids": {
+        "avx512fp16": "avx512_fp16",
+        "avxvnni": "avx_vnni",
+        "avx512vp2intersect": "avx512_vp2intersect",
+        "amx-int8": "amx_int8",
+        "amx-bf16": "amx_bf16",
+    },
+    "icelake-server": {
+        "avx512vbmi": "avx512vbmi",
+        "avx512ifma": "avx512ifma",
+        "avx512bitalg": "avx512_bitalg",
+        "avx512vpopcntdq": "avx512_vpopcntdq",
+        "gfni": "gfni",
+        "vaes": "vaes",
+        "vpclmulqdq": "vpclmulqdq",
+    },
+}
+IMPLIED_FEATURES["sapphirerapids"].update(IMPLIED_FEATURES["icelake-server"])
+
+
+def host_x86_target(flags: set[str]) -> tuple[dict, int]:
+    """The LLVM target dict and vector bits for an x86 host with these cpuinfo flags."""
+    mcpu, _, bits = next((tier for tier in X86_TIERS if tier[1] <= flags), ("x86-64", set(), 128))
+    target = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu}
+    missing = sorted(
+        f"-{feature}" for feature, flag in IMPLIED_FEATURES.get(mcpu, {}).items() if flag not in flags
+    )
+    if missing:
+        target["mattr"] = missing
+    return target, bits
+
+
 def _host_x86() -> tuple[dict, int]:
-    flags = _cpu_flags()
-    if {"avx512f", "avx512bw", "avx512vl"} <= flags:
-        mcpu, bits = (
-            ("sapphirerapids", 512)
-            if "amx_tile" in flags or "avx512_bf16" in flags
-            else ("skylake-avx512", 512)
-        )
-    elif "avx2" in flags:
-        mcpu, bits = "haswell", 256
-    else:
-        mcpu, bits = "x86-64", 128
-    return {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu}, bits
+    return host_x86_target(_cpu_flags())
 
 
 def _cores() -> int:
@@ -84,8 +139,9 @@ def resolve_target(spec) -> TargetInfo:
     cores = _cores()
     if name == "cpu":
         machine = platform.machine()
-        if machine in ("aarch64", "arm64"):
-            return resolve_target("aarch64")
+        if machine in ("aarch64", "arm64"):  # this host's cores, unlike the 4 assumed for a cross build
+            target = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"], "num-cores": cores}
+            return TargetInfo("cpu", "aarch64", "aarch64", target, cores, 128)
         target, bits = _host_x86()
         return TargetInfo("cpu", "x86", "x86_64", {**target, "num-cores": cores}, cores, bits)
     if name in ("x86_64", "x86-64", "x86"):
@@ -111,16 +167,26 @@ def resolve_target(spec) -> TargetInfo:
 def _from_dict(spec: dict) -> TargetInfo:
     kind = spec.get("kind")
     if kind == "cuda":
-        return TargetInfo(f"cuda:{spec.get('arch', 'sm_90')}", "cuda", "x86_64", dict(spec), _cores(), 512)
+        host_bits = _x86_bits(spec["host"]) if isinstance(spec.get("host"), dict) else _host_x86()[1]
+        return TargetInfo(
+            f"cuda:{spec.get('arch', 'sm_90')}", "cuda", "x86_64", dict(spec), _cores(), host_bits
+        )
     if kind != "llvm":
         raise SparseccError(f"unsupported TVM target kind {kind!r}; use 'llvm' or 'cuda'")
     triple = spec.get("mtriple", "x86_64-linux-gnu")
     if triple.startswith("aarch64"):
         return TargetInfo("aarch64", "aarch64", "aarch64", dict(spec), int(spec.get("num-cores", 4)), 128)
-    bits = (
-        512
-        if "avx512" in str(spec.get("mcpu", ""))
-        or spec.get("mcpu") in ("sapphirerapids", "skylake-avx512", "icelake-server")
-        else 256
+    return TargetInfo(
+        "x86_64", "x86", "x86_64", dict(spec), int(spec.get("num-cores", _cores())), _x86_bits(spec)
     )
-    return TargetInfo("x86_64", "x86", "x86_64", dict(spec), int(spec.get("num-cores", _cores())), bits)
+
+
+def _x86_bits(spec: dict) -> int:
+    """Vector width of an x86 target dict: its mcpu, then any +/-avx512f in mattr."""
+    mattr = [str(feature) for feature in spec.get("mattr", [])]
+    bits = 512 if spec.get("mcpu") in AVX512_CPUS else 256
+    if "+avx512f" in mattr:
+        bits = 512
+    if "-avx512f" in mattr:
+        bits = 256
+    return bits

@@ -1,0 +1,69 @@
+"""Helpers shared by the BSR and dense kernel tests: build, run against numpy, cross builds."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+
+import numpy as np
+import tvm
+
+from sparsecc.backends.tvm.kernels.registry import make_kernel
+
+EM_AARCH64 = 183
+
+
+def run_kernel(weight, bias, x, target, tiles=None) -> np.ndarray:
+    """Y from the kernel; Y starts as NaN so an output the kernel never writes fails the check."""
+    kernel = make_kernel(weight, bias, x.shape[0], target, tiles)
+    module = tvm.compile(kernel.prim_func, target=target.target)
+    dev = tvm.cpu()
+    y = np.full((x.shape[0], weight.shape[0]), np.nan, np.float32)
+    args = [tvm.runtime.tensor(a, dev) for a in (x, *kernel.constants, y)]
+    module(*args)
+    return args[-1].numpy()
+
+
+def check(weight, target, m=7, bias=True, rng=None, tiles=None) -> None:
+    """Kernel output == x @ W.T + b, rtol 1e-4 and atol 1e-4 scaled by the output's magnitude."""
+    rng = rng or np.random.default_rng(0)
+    out, inp = weight.shape
+    x = rng.standard_normal((m, inp)).astype(np.float32)
+    b = rng.standard_normal(out).astype(np.float32) if bias else None
+    dense = weight if isinstance(weight, np.ndarray) else weight.to_dense()
+    want = x.astype(np.float64) @ dense.T.astype(np.float64) + (0.0 if b is None else b)
+    got = run_kernel(weight, b, x, target, tiles)
+    scale = max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
+
+
+def cuda_ptx(weight, bias, m, target) -> str:
+    """Build for CUDA and compile the generated source to PTX with nvcc (no GPU needed)."""
+    from tvm.support import nvcc
+
+    kernel = make_kernel(weight, bias, m, target)
+    module = tvm.compile(kernel.prim_func, target=target.target)
+    (device,) = [mod for mod in module.mod.imports if mod.kind == "cuda"]
+    source = device.inspect_source("cuda")
+    with target.target:
+        ptx = nvcc.compile_cuda(source, target_format="ptx", arch=target.target_dict["arch"], compiler="nvcc")
+    return bytes(ptx).decode() if not isinstance(ptx, str) else ptx
+
+
+def aarch64_build(weight, m, target, tmp_path) -> tuple[str, bytes | None]:
+    """NEON assembly of the kernel, and its shared object when the cross compiler exists."""
+    from sparsecc.backends.tvm.artifact import export_library
+
+    kernel = make_kernel(weight, None, m, target)
+    module = tvm.compile(kernel.prim_func, target=target.target)
+    asm = module.mod.inspect_source("asm")
+    if shutil.which("aarch64-linux-gnu-g++") is None:
+        return asm, None
+    path = tmp_path / "kernel.so"
+    export_library(module, path, "aarch64")
+    return asm, path.read_bytes()
+
+
+def elf_machine(library: bytes) -> int:
+    assert library[:4] == b"\x7fELF" and library[4] == 2  # 64-bit ELF
+    return struct.unpack_from("<H", library, 18)[0]

@@ -1,0 +1,64 @@
+"""The dense linear kernel (BSR with every block present) on odd shapes, and its cross builds."""
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm")
+
+from sparsecc.backends.tvm.kernels.registry import dense_as_blocks, make_kernel
+from sparsecc.backends.tvm.target import resolve_target
+from tests.backends.tvm.kernel_checks import EM_AARCH64, aarch64_build, check, cuda_ptx, elf_machine
+
+CPU = resolve_target("cpu")
+RNG = np.random.default_rng(9)
+
+
+def dense(out, inp):
+    return RNG.standard_normal((out, inp)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("out", "inp", "m"),
+    [(1, 1, 1), (13, 7, 3), (6, 10, 31), (4, 33, 16), (40, 24, 17), (96, 80, 1), (250, 130, 129)],
+)
+def test_odd_shapes(out, inp, m):
+    check(dense(out, inp), CPU, m=m, rng=RNG)
+
+
+@pytest.mark.parametrize(("out", "inp"), [(768, 768), (768, 3072)])
+def test_layer_shapes(out, inp):
+    check(dense(out, inp), CPU, m=128, rng=RNG)
+    check(dense(out, inp), CPU, m=5, bias=False, rng=RNG)
+
+
+def test_dense_blocks_are_the_weight_exactly():
+    for out, inp in ((48, 20), (13, 7), (6, 5), (250, 3)):
+        w = dense(out, inp)
+        blocks = dense_as_blocks(w)
+        assert np.array_equal(blocks.to_dense(), w) and blocks.block[1] == 1
+        assert blocks.nnz_blocks == out // blocks.block[0] * inp
+    assert dense_as_blocks(dense(48, 20)).block == (8, 1)
+    assert dense_as_blocks(dense(13, 7)).block == (1, 1)
+
+
+def test_kernel_metadata():
+    kernel = make_kernel(dense(48, 20), None, 10, CPU)
+    assert kernel.name == "dense_8rows_x86" and kernel.flops == 2 * 10 * 48 * 20
+
+
+def test_aarch64_build(tmp_path):
+    asm, library = aarch64_build(dense(40, 24), 6, resolve_target("aarch64"), tmp_path)
+    assert re.search(r"fmla\s+v\d+\.4s", asm)
+    if library is None:
+        pytest.skip("needs g++-aarch64-linux-gnu for the export half")
+    assert elf_machine(library) == EM_AARCH64
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+def test_cuda_build_compiles_to_ptx(monkeypatch):
+    monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "nvcc")
+    ptx = cuda_ptx(dense(13, 7), np.ones(13, np.float32), 3, resolve_target("cuda:sm_80"))
+    assert ".target sm_80" in ptx and re.search(r"fma\.rn(\.ftz)?\.f32", ptx)
