@@ -90,6 +90,29 @@ def status(message: str) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def log_lines(logger_name: str) -> Iterator[None]:
+    """Show a library logger's INFO lines (steps, tuning progress) while long work runs."""
+    import logging
+
+    class ConsoleHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            console.print(f"[dim]  {record.getMessage()}[/dim]", highlight=False)
+
+    logger, handler = logging.getLogger(logger_name), ConsoleHandler(logging.INFO)
+    previous = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False  # shown once, here, not again by a root handler
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous[0])
+        logger.propagate = previous[1]
+
+
 def warn(message: str) -> None:
     error_console.print(f"[yellow]warning:[/yellow] {message}")
 

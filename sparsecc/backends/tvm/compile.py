@@ -148,7 +148,9 @@ def compile(
 ):
     """Compile `model` for `target`; returns a CompiledModel (see design.md, "Python API").
 
-    `tune` > 0 measures up to that many tile candidates per kernel (records on disk, reused).
+    `tune` > 0 runs up to that many trials per kernel: MetaSchedule for the blocked kernels
+    (BSR, CSR, dense), a grid search for N:M. `records_path` is the records directory
+    (default ~/.cache/sparsecc/tuning); records are reused, so a second compile runs no trials.
     `measure` times every sparse kernel against our dense kernel here (the report's measured speedup).
     `rpc` ("HOST:PORT:KEY") makes tuning measure on the device behind a TVM RPC tracker.
     """
@@ -165,22 +167,22 @@ def compile(
     proto = ir.serde.serialize_model(result.model)
     inputs = _input_specs(proto, result.example_inputs)
     logger.info("sparsified in %.1f s", time.perf_counter() - started)
-    choose = None
+    tuner = None
     if tune:
-        from sparsecc.backends.tvm.tuning import RpcConfig, TuningRecords, choose_tiles
+        from sparsecc.backends.tvm.tuning import KernelTuner, RpcConfig
 
-        records = TuningRecords(records_path)
-        remote = RpcConfig.parse(rpc) if rpc else None
-
-        def choose(weight, bias, m):
-            return choose_tiles(weight, bias, m, info, tune, records, remote)
+        tuner = KernelTuner(info, tune, records_path, RpcConfig.parse(rpc) if rpc else None)
+        if not tuner.active:
+            logger.warning(
+                "tune=%d ignored: target %s does not run here and no --rpc was given", tune, info.name
+            )
 
     step = time.perf_counter()
     module, layers = import_onnx(
-        proto, {s.name: s.shape for s in inputs}, {s.name: s.dtype for s in inputs}, info, choose_tiles=choose
+        proto, {s.name: s.shape for s in inputs}, {s.name: s.dtype for s in inputs}, info, tuner=tuner
     )
-    if tune:
-        logger.info("tuning: %d new trials (records: %s)", records.trials_run, records.path)
+    if tuner is not None:
+        logger.info("tuning: %d new trials (records: %s)", tuner.trials_run, tuner.records_dir)
     logger.info("lowered to Relax in %.1f s (%d linear kernels)", time.perf_counter() - step, len(layers))
     step = time.perf_counter()
     executable = build_relax(module, info)
@@ -210,7 +212,7 @@ def compile(
         compiled.device_code = {"device.ptx": device_ptx(executable, info).encode()}
         logger.info("compiled device code to PTX with nvcc in %.1f s", time.perf_counter() - step)
     compiled.example_inputs = result.example_inputs
-    compiled.tuning_trials = records.trials_run if tune else 0
+    compiled.tuning_trials = tuner.trials_run if tuner is not None else 0
     return compiled
 
 

@@ -64,10 +64,10 @@ def _importer_class():
     class SparseccImporter(onnx_frontend.ONNXGraphImporter):
         """TVM's ONNX graph importer plus converters for sparsecc's ops."""
 
-        def __init__(self, shape_dict, dtype_dict, target: TargetInfo, choose_tiles=None):
+        def __init__(self, shape_dict, dtype_dict, target: TargetInfo, tuner=None):
             super().__init__(shape_dict, dtype_dict)
             self.target_info = target
-            self.choose_tiles = choose_tiles  # (weight, bias, m) -> tiles dict or None (defaults)
+            self.tuner = tuner  # tuning.KernelTuner, or None for the default tiles
             self.layers: list[LoweredLayer] = []
 
         def _check_for_unsupported_ops(self, graph):
@@ -115,8 +115,9 @@ def _importer_class():
                 bias = None if bias_input is None else _constant(bias_input)
             out, inp = weight.shape
             m = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-            tiles = self.choose_tiles(weight, bias, m) if self.choose_tiles else None
-            kernel = make_kernel(weight, bias, m, self.target_info, tiles)
+            kernel = make_kernel(weight, bias, m, self.target_info)
+            if self.tuner is not None:
+                kernel = self.tuner.tune(kernel, weight, bias, m)
             name = attrs["tvm_custom"]["name"]
             self.layers.append(
                 LoweredLayer(name, kind.replace("DenseMatMul", "MatMul"), kernel, (out, inp), m)
@@ -221,11 +222,11 @@ def import_onnx(
     input_shapes: dict[str, tuple],
     input_dtypes: dict[str, str],
     target: TargetInfo,
-    choose_tiles=None,
+    tuner=None,
 ):
     """Relax IRModule of `model` with static input shapes, and the linear layers it lowered."""
     marked = mark_private_ops(model)
-    importer = _importer_class()(input_shapes, input_dtypes, target, choose_tiles)
+    importer = _importer_class()(input_shapes, input_dtypes, target, tuner)
     opset = next((o.version for o in marked.opset_import if o.domain in ("", "ai.onnx")), 1)
     module = importer.from_onnx(marked.graph, opset)
     return module, importer.layers

@@ -1,12 +1,10 @@
-"""Tile-size tuning for our kernels, with records kept on disk and reused.
+"""Autotuning of the linear kernels, with records kept on disk and reused.
 
-Each linear kernel exposes its tile sizes (`Kernel.tiles`); a tuning run measures up
-to N candidates from the kernel's search space on this machine and keeps the fastest.
-Records are keyed by target and workload (format, shapes, tokens and a digest of the
-sparsity structure), so compiling the same model again runs no new trials.
-
-Our kernels are hand-written TIR without schedulable blocks, so this is a measured
-grid search over their tunables, not MetaSchedule.
+Kernels written as schedulable TIR (the blocked kernel: BSR, CSR and dense on CPU)
+are tuned by MetaSchedule over their design space (`meta_schedule.py`). The N:M
+kernel is hand-written TIR without sblocks, so its tunables get a measured grid
+search here instead. Both keep records keyed by target and workload in one
+directory, so compiling the same model again runs no new trials.
 """
 
 from __future__ import annotations
@@ -27,9 +25,9 @@ from sparsecc.errors import SparseccError
 logger = logging.getLogger(__name__)
 
 
-def default_records_path() -> Path:
+def default_records_dir() -> Path:
     base = os.environ.get("SPARSECC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "sparsecc")
-    return Path(base) / "tuning_records.json"
+    return Path(base) / "tuning"
 
 
 def workload_key(weight, m: int) -> str:
@@ -52,10 +50,10 @@ def target_key(target: TargetInfo) -> str:
 
 
 class TuningRecords:
-    """A JSON file of {target: {workload: {"tiles": ..., "ms": ..., "trials": ...}}}."""
+    """Grid-search records: a JSON file of {target: {workload: {"tiles": ..., "ms": ..., "trials": ...}}}."""
 
-    def __init__(self, path: Path | None = None):
-        self.path = Path(path) if path else default_records_path()
+    def __init__(self, path: Path):
+        self.path = Path(path)
         try:
             self.data = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -83,8 +81,7 @@ def tile_space(weight, m: int, target: TargetInfo) -> list[dict]:
         return nm_tile_space(weight, m, target)
     if isinstance(weight, CsrWeight):
         return csr_tile_space(weight, m, target)
-    lanes = target.lanes
-    return [{"MT": mt} for mt in (4 * lanes, 2 * lanes, lanes, 8 * lanes)]
+    return []  # CUDA's blocked kernel has no tunables yet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,43 +139,92 @@ def _remote_module(executable, target: TargetInfo, rpc: RpcConfig):
     return session.load_module("kernel.so"), session.cpu()
 
 
-def choose_tiles(
-    weight,
-    bias,
-    m: int,
-    target: TargetInfo,
-    trials: int,
-    records: TuningRecords,
-    rpc: RpcConfig | None = None,
-) -> dict | None:
-    """The recorded tiles for this workload, or the fastest of `trials` measured candidates."""
+def grid_search_tiles(
+    weight, bias, m: int, target: TargetInfo, trials: int, records: TuningRecords, rpc: RpcConfig | None
+) -> tuple[dict, float, int]:
+    """The recorded tiles for this workload, or the fastest of `trials` measured candidates.
+
+    Returns (tiles, ms, new trials).
+    """
     from sparsecc.backends.tvm.kernels.registry import make_kernel
 
-    if trials <= 0 or (rpc is None and not target.runs_here):
-        return None
     workload = workload_key(weight, m)
     record = records.lookup(target, workload)
     if record is not None:
-        logger.info("tuning: reusing record for %s (%.3f ms)", workload, record["ms"])
-        return record["tiles"]
+        return record["tiles"], record["ms"], 0
     out, inp = weight.shape
-    best = None
-    started = time.perf_counter()
-    for tiles in tile_space(weight, m, target)[:trials]:
+    candidates = tile_space(weight, m, target)[:trials]
+    best, started = None, time.perf_counter()
+    for tiles in candidates:
         kernel = make_kernel(weight, bias, m, target, tiles)
         ms = measure_ms(kernel, m, inp, out, target, rpc)
-        records.trials_run += 1
-        logger.info("tuning %s: %s -> %.3f ms", workload, kernel.tiles, ms)
+        logger.debug("tuning %s: %s -> %.3f ms", workload, kernel.tiles, ms)
         if best is None or ms < best[1]:
             best = (kernel.tiles, ms)
+    seconds = round(time.perf_counter() - started, 2)
     records.store(
-        target,
-        workload,
-        {
-            "tiles": best[0],
-            "ms": best[1],
-            "trials": len(tile_space(weight, m, target)[:trials]),
-            "seconds": round(time.perf_counter() - started, 2),
-        },
+        target, workload, {"tiles": best[0], "ms": best[1], "trials": len(candidates), "seconds": seconds}
     )
-    return best[0]
+    return best[0], best[1], len(candidates)
+
+
+class KernelTuner:
+    """`tune=N` for one compile: MetaSchedule where a kernel has a design space, grid search otherwise."""
+
+    def __init__(self, target: TargetInfo, trials: int, records_dir=None, rpc: RpcConfig | None = None):
+        self.target, self.trials, self.rpc = target, trials, rpc
+        self.records_dir = Path(records_dir) if records_dir else default_records_dir()
+        if self.records_dir.suffix == ".json" or self.records_dir.is_file():
+            raise SparseccError(f"tuning records path {self.records_dir} must be a directory, not a file")
+        self.grid_records = TuningRecords(self.records_dir / "grid_search.json")
+        self._meta_schedule = None
+        self.grid_trials = 0
+        self.kernels_seen = 0
+
+    @property
+    def trials_run(self) -> int:
+        """New measurements this compile made (0 when every workload was in the records)."""
+        return self.grid_trials + (self._meta_schedule.trials_run if self._meta_schedule else 0)
+
+    @property
+    def active(self) -> bool:
+        """Tuning measures kernels: here, or on a device behind an RPC tracker."""
+        return self.trials > 0 and (self.rpc is not None or self.target.runs_here)
+
+    def tune(self, kernel, weight, bias, m: int):
+        """The kernel with its tuned tiles (from the records when this workload was tuned before)."""
+        from sparsecc.backends.tvm.kernels.registry import make_kernel
+
+        if not self.active:
+            return kernel
+        self.kernels_seen += 1
+        started, before = time.perf_counter(), self.trials_run
+        if kernel.design_space is not None:
+            if self._meta_schedule is None:
+                from sparsecc.backends.tvm.meta_schedule import MetaScheduleTuner
+
+                self._meta_schedule = MetaScheduleTuner(self.target, self.records_dir, self.trials, self.rpc)
+            tuned, ms = self._meta_schedule.tune(kernel, m, weight.shape)
+            method = "MetaSchedule"
+        elif tile_space(weight, m, self.target):
+            tiles, ms, new = grid_search_tiles(
+                weight, bias, m, self.target, self.trials, self.grid_records, self.rpc
+            )
+            self.grid_trials += new
+            tuned, method = make_kernel(weight, bias, m, self.target, tiles), "grid search"
+        else:
+            return kernel
+        new = self.trials_run - before
+        logger.info(
+            "tuning kernel %d (%s, %dx%d, m=%d, %s): %s, %s%s in %.1f s",
+            self.kernels_seen,
+            tuned.name,
+            *weight.shape,
+            m,
+            method,
+            tuned.tiles,
+            f"{ms:.3f} ms" if ms is not None else "no valid candidate",
+            f", {new} new trials" if new else ", from the records",
+            time.perf_counter() - started,
+        )
+        return tuned

@@ -50,7 +50,7 @@ def run(args) -> int:
 
     target = resolve_target(args.target)  # a bad target fails before the slow steps
     model = args.model
-    with present.status(f"compiling {model} for {target.name}"):
+    with present.status(f"compiling {model} for {target.name}"), present.log_lines("sparsecc.backends.tvm"):
         compiled = sparsecc.compile(
             model, args.spec, target=target, tune=args.tune, measure=args.measure, rpc=args.rpc
         )

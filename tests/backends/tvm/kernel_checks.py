@@ -15,13 +15,27 @@ EM_AARCH64 = 183
 
 def run_kernel(weight, bias, x, target, tiles=None) -> np.ndarray:
     """Y from the kernel; Y starts as NaN so an output the kernel never writes fails the check."""
-    kernel = make_kernel(weight, bias, x.shape[0], target, tiles)
+    return run_built(make_kernel(weight, bias, x.shape[0], target, tiles), x, target)
+
+
+def run_built(kernel, x, target) -> np.ndarray:
     module = tvm.compile(kernel.prim_func, target=target.target)
     dev = tvm.cpu()
-    y = np.full((x.shape[0], weight.shape[0]), np.nan, np.float32)
+    out = kernel.constants[-1].shape[0]  # every kernel's last constant is the bias [out]
+    y = np.full((x.shape[0], out), np.nan, np.float32)
     args = [tvm.runtime.tensor(a, dev) for a in (x, *kernel.constants, y)]
     module(*args)
     return args[-1].numpy()
+
+
+def check_kernel(kernel, weight, bias, m, target=None) -> None:
+    """A built Kernel object (e.g. a tuned one) against numpy, same tolerance as `check`."""
+    from sparsecc.backends.tvm.target import resolve_target
+
+    x = np.random.default_rng(1).standard_normal((m, weight.shape[1])).astype(np.float32)
+    want = x.astype(np.float64) @ weight.to_dense().T.astype(np.float64) + bias
+    got = run_built(kernel, x, target or resolve_target("cpu"))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())))
 
 
 def check(weight, target, m=7, bias=True, rng=None, tiles=None) -> None:

@@ -1,4 +1,4 @@
-"""tune=N measures tile candidates once; a second compile reuses the records (no new trials)."""
+"""tune=N runs MetaSchedule (blocked kernels) or a grid search (N:M) once; a second compile reuses the records."""
 
 import json
 
@@ -11,17 +11,32 @@ pytest.importorskip("tvm")
 SPEC = "layers.0.weight=block(16,1)@0.9; layers.2.weight=2:4"
 
 
+def meta_schedule_records(records) -> list[dict]:
+    (database,) = [d for d in records.iterdir() if d.is_dir()]
+    lines = (database / "database_tuning_record.json").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
 def test_second_compile_reuses_records(tmp_path):
-    records = tmp_path / "records.json"
+    records = tmp_path / "records"
     first = sparsecc.compile("zoo:mlp", SPEC, tune=2, records_path=records)
-    assert first.tuning_trials == 2 * 3  # three linear kernels (two sparse, one dense), two candidates each
-    data = json.loads(records.read_text())
-    (by_workload,) = data.values()
-    assert len(by_workload) == 3 and all(r["ms"] > 0 and r["trials"] == 2 for r in by_workload.values())
+    # BSR and dense kernels: MetaSchedule, 2 trials each; 2:4: grid search over 2 tile candidates
+    assert first.tuning_trials == 2 * 3
+    tuned = meta_schedule_records(records)
+    assert len(tuned) == 4 and all(min(run_secs) > 0 for _, (_, run_secs, *_) in tuned)
+    (grid,) = json.loads((records / "grid_search.json").read_text()).values()
+    assert len(grid) == 1 and next(iter(grid.values()))["trials"] == 2
     second = sparsecc.compile("zoo:mlp", SPEC, tune=2, records_path=records)
     assert second.tuning_trials == 0
     x = next(iter(first.example_inputs.values()))
     np.testing.assert_allclose(second(x), first(x), rtol=1e-5, atol=1e-5)
+    want = sparsecc.compile("zoo:mlp", SPEC)(x)  # default tiles: same numbers, other schedule
+    np.testing.assert_allclose(second(x), want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+def test_records_path_must_be_a_directory(tmp_path):
+    with pytest.raises(sparsecc.SparseccError, match="must be a directory"):
+        sparsecc.compile("zoo:mlp", SPEC, tune=1, records_path=tmp_path / "records.json")
 
 
 def test_measure_fills_the_reports_measured_speedup():
@@ -46,7 +61,7 @@ def test_tuning_measures_through_an_rpc_tracker_on_loopback(tmp_path):
         silent=True,
     )
     try:
-        records = tmp_path / "records.json"
+        records = tmp_path / "records"
         cm = sparsecc.compile(
             "zoo:mlp",
             "layers.0.weight=block(16,1)@0.9",
@@ -54,8 +69,8 @@ def test_tuning_measures_through_an_rpc_tracker_on_loopback(tmp_path):
             records_path=records,
             rpc=f"127.0.0.1:{tracker.port}:loopback",
         )
-        assert cm.tuning_trials == 3
-        assert all(r["ms"] > 0 for r in next(iter(json.loads(records.read_text()).values())).values())
+        assert cm.tuning_trials == 3  # one MetaSchedule trial per kernel (BSR, two dense), run by the server
+        assert len(meta_schedule_records(records)) == 3
     finally:
         server.terminate()
         tracker.terminate()

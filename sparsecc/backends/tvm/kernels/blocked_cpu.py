@@ -1,14 +1,17 @@
 """The CPU linear kernel: block-sparse rows, vectorised over the tokens (M).
 
-One micro-kernel serves every format: a block of R outputs x C inputs updates an
-accumulator tile `acc[R, MT]` with `acc[r, :] += XT[col, m-tile] * value` (a vector
-load shared by R broadcast-FMAs). BSR uses its blocks; CSR and N:M are BSR with 1x1
-blocks; a dense weight is BSR with every block present. Because the weight is a
-compile-time constant, nnzb is static and values are pre-packed as [nnzb, C, R].
+One micro-kernel serves BSR (its own blocks), CSR (1x1 blocks) and dense weights
+(every block present): a block of R outputs x C inputs updates an accumulator tile
+`acc[R, MT]` with `acc[r, :] += XT[col, tile] * value`, one vector load of X^T shared
+by R broadcast-FMAs. The weight is a compile-time constant, so nnzb is static and the
+values are pre-packed as [nnzb, C, R].
 
-X is transposed (and zero-padded to a multiple of MT) once per call, so tails need
-no masks; the accumulator is a small stack buffer that LLVM keeps in registers
-(tvm-0.27.md section 2: "global" scope under 1 KiB becomes an alloca).
+The kernel is written as schedulable TIR (sblocks, tvm-0.27.md section 2) and
+`schedule_blocked` turns it into the micro-kernel. The token tile MT is its tunable:
+fixed here from the register budget, or sampled by MetaSchedule (`design_space`).
+Data flow: X -> X^T (zero-padded to a multiple of the vector width, tiled transpose)
+-> Y^T[out, M] tiles written with full vector stores -> Y (tiled transpose). Writing Y
+rows directly strides by out*4 bytes and made 8x1/4x4/1x16 kernels 2-2.5x slower.
 """
 
 from __future__ import annotations
@@ -18,20 +21,29 @@ import numpy as np
 from sparsecc.backends.tvm.kernels import Kernel
 from sparsecc.ops.formats import BsrWeight
 
-# Accumulator registers a tile may use, by float32 lanes per register (AVX-512 / NEON have 32, AVX2 16).
-ACC_REGISTERS = {16: 16, 8: 8, 4: 16}
+MAX_VECTORS_PER_TILE = 8  # MT <= 8 vectors: the accumulator must stay in registers
 
 
-def transpose_tile(inp: int, m_padded: int) -> int:
-    """The largest of 16/8/4/2/1 dividing both sides of X^T (tiled transposes run ~4-10x faster)."""
-    return next(t for t in (16, 8, 4, 2, 1) if inp % t == 0 and m_padded % t == 0)
+def transpose_tile(*sides: int) -> int:
+    """The largest of 16/8/4/2/1 dividing every side (tiled transposes run ~4-10x faster)."""
+    return next(t for t in (16, 8, 4, 2, 1) if all(side % t == 0 for side in sides))
 
 
-def default_tiles(block: tuple[int, int], lanes: int) -> dict[str, int]:
-    """MT: tokens per tile, a multiple of the vector width, sized to the register budget."""
-    budget = ACC_REGISTERS.get(lanes, 8)
-    per_row = max(1, min(4, budget // max(block[0], 1)))
-    return {"MT": lanes * per_row}
+def padded_tokens(m: int, lanes: int) -> int:
+    return -(-m // lanes) * lanes
+
+
+def token_tile_choices(m: int, lanes: int) -> list[int]:
+    """Valid MT values: whole vectors per tile that divide the padded token count."""
+    vectors = padded_tokens(m, lanes) // lanes
+    return [v * lanes for v in range(1, MAX_VECTORS_PER_TILE + 1) if vectors % v == 0]
+
+
+def default_tiles(block: tuple[int, int], m: int, lanes: int) -> dict[str, int]:
+    """MT from the register budget: tall blocks take one vector per row, 1x1 blocks eight."""
+    rows = max(block[0], 1)
+    wanted = lanes * (8 if rows == 1 else 2 if rows == 2 else 1)
+    return {"MT": max(mt for mt in token_tile_choices(m, lanes) if mt <= wanted)}
 
 
 def packed_values(weight: BsrWeight) -> np.ndarray:
@@ -39,17 +51,16 @@ def packed_values(weight: BsrWeight) -> np.ndarray:
     return np.ascontiguousarray(weight.values.transpose(0, 2, 1), dtype=np.float32)
 
 
-def blocked_linear(m: int, weight: BsrWeight, mt: int, name: str = "main"):
-    """PrimFunc (X[m, in], values[nnzb, C, R], col[nnzb], row_ptr[out/R+1], bias[out], Y[m, out])."""
+def blocked_linear(m: int, weight: BsrWeight, lanes: int):
+    """Unscheduled PrimFunc (X[m, in], values[nnzb, C, R], col[nnzb], row_ptr[out/R+1], bias[out], Y[m, out])."""
     from tvm.script import tirx as T
 
     out, inp = weight.shape
     r_size, c_size = weight.block
     nnzb, n_block_rows = max(weight.nnz_blocks, 1), out // r_size
-    m_padded = -(-m // mt) * mt
-    tb = transpose_tile(inp, m_padded)
+    m_padded = padded_tokens(m, lanes)
 
-    @T.prim_func
+    @T.prim_func(s_tir=True)
     def kernel(
         X: T.Buffer((m, inp), "float32"),
         data: T.Buffer((nnzb, c_size, r_size), "float32"),
@@ -58,47 +69,124 @@ def blocked_linear(m: int, weight: BsrWeight, mt: int, name: str = "main"):
         bias: T.Buffer((out,), "float32"),
         Y: T.Buffer((m, out), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "global_symbol": name, "tirx.is_scheduled": True})
-        XT = T.alloc_buffer((inp, m_padded), "float32")
-        for kb in T.parallel(inp // tb):  # tb x tb tiles keep both sides of the transpose in L1
-            for tb_index in T.serial(m_padded // tb):
-                for kk in T.serial(tb):
-                    for tt in T.vectorized(tb):
-                        XT[kb * tb + kk, tb_index * tb + tt] = T.if_then_else(
-                            tb_index * tb + tt < m,
-                            X[T.min(tb_index * tb + tt, m - 1), kb * tb + kk],
-                            T.float32(0),
+        T.func_attr({"tirx.noalias": True})
+        XT = T.sblock_alloc_buffer((inp, m_padded), "float32")
+        YT = T.sblock_alloc_buffer((out, m_padded), "float32")
+        for k, t in T.grid(inp, m_padded):
+            with T.sblock("XT"):
+                vk, vt = T.axis.remap("SS", [k, t])
+                XT[vk, vt] = T.if_then_else(vt < m, X[T.min(vt, m - 1), vk], T.float32(0))
+        for i in range(n_block_rows):
+            with T.sblock("row"):
+                vi = T.axis.spatial(n_block_rows, i)
+                # the block count is data-dependent but refers only to the outer block var,
+                # which keeps the inner bindings affine (schedulable)
+                for t, r, e, c in T.grid(m_padded, r_size, indptr[vi + 1] - indptr[vi], c_size):
+                    with T.sblock("bsr"):
+                        vt = T.axis.spatial(m_padded, t)
+                        vr = T.axis.spatial(r_size, r)
+                        ve = T.axis.reduce(indptr[vi + 1] - indptr[vi], e)
+                        vc = T.axis.reduce(c_size, c)
+                        with T.init():
+                            YT[vi * r_size + vr, vt] = bias[vi * r_size + vr]
+                        YT[vi * r_size + vr, vt] = (
+                            YT[vi * r_size + vr, vt]
+                            + XT[indices[indptr[vi] + ve] * c_size + vc, vt] * data[indptr[vi] + ve, vc, vr]
                         )
-        for row in T.parallel(n_block_rows):
-            for tile in T.serial(m_padded // mt):
-                acc = T.alloc_buffer((r_size, mt), "float32")
-                for r in T.unroll(r_size):
-                    for t in T.vectorized(mt):
-                        acc[r, t] = bias[row * r_size + r]
-                for e in T.serial(indptr[row + 1] - indptr[row]):
-                    for c in T.unroll(c_size):
-                        for r in T.unroll(r_size):
-                            for t in T.vectorized(mt):
-                                acc[r, t] = (
-                                    acc[r, t]
-                                    + XT[indices[indptr[row] + e] * c_size + c, tile * mt + t]
-                                    * data[indptr[row] + e, c, r]
-                                )
-                for r in T.serial(r_size):
-                    for t in T.serial(mt):
-                        if tile * mt + t < m:
-                            Y[tile * mt + t, row * r_size + r] = acc[r, t]
+        for t, o in T.grid(m, out):
+            with T.sblock("Y"):
+                vt, vo = T.axis.remap("SS", [t, o])
+                Y[vt, vo] = YT[vo, vt]
 
     return kernel
+
+
+def schedule_blocked(sch, m: int, weight_shape: tuple[int, int], lanes: int, mt: int | None = None) -> None:
+    """The micro-kernel schedule. `mt=None` lets MetaSchedule sample the token tile."""
+    (out, inp), m_padded = weight_shape, padded_tokens(m, lanes)
+
+    xt = sch.get_sblock("XT")
+    k, t = sch.get_loops(xt)
+    tb = transpose_tile(inp, m_padded)
+    k0, k1 = sch.split(k, [None, tb])
+    t0, t1 = sch.split(t, [None, tb])
+    sch.reorder(k0, t0, k1, t1)
+    sch.parallel(k0)
+    sch.vectorize(t1)
+
+    block = sch.get_sblock("bsr")
+    t, r, e, c = sch.get_loops(block)
+    vectors, lane = sch.split(t, [None, lanes])
+    if mt is None:
+        factors = sch.sample_perfect_tile(vectors, n=2, max_innermost_factor=MAX_VECTORS_PER_TILE)
+    else:
+        factors = [None, mt // lanes]
+    tile, per_tile = sch.split(vectors, factors)
+    sch.reorder(tile, e, c, r, per_tile, lane)
+    acc = sch.cache_write(block, 0, "global")  # under 1 KiB "global" becomes an alloca kept in registers
+    sch.reverse_compute_at(acc, tile, preserve_unit_loops=True)  # same loop count for every sample
+    sch.vectorize(sch.fuse(per_tile, lane))
+    sch.unroll(r)
+    sch.unroll(c)
+    init = sch.decompose_reduction(block, e)  # rows without blocks still get their bias
+    for stage in (init, acc):
+        loops = sch.get_loops(stage)
+        sch.vectorize(loops[-1])
+        sch.unroll(loops[-2])
+
+    y = sch.get_sblock("Y")
+    t, o = sch.get_loops(y)
+    o0, o1 = sch.split(o, [None, transpose_tile(out)])
+    sch.reorder(o0, t, o1)
+    sch.parallel(o0)
+    sch.vectorize(o1)
+    (row,) = sch.get_loops(sch.get_sblock("row"))
+    sch.parallel(row)  # outer-block loops last (tvm-0.27.md section 4, COW bug)
+
+
+def design_space(m: int, weight_shape: tuple[int, int], lanes: int):
+    """MetaSchedule's space: the fixed schedule with the token tile sampled."""
+
+    def space(sch) -> None:
+        schedule_blocked(sch, m, weight_shape, lanes)
+
+    return space
+
+
+def tiles_of_trace(trace, lanes: int) -> dict[str, int]:
+    """The tiles a tuned trace chose (its one SamplePerfectTile decision)."""
+    for inst in trace.insts:
+        if inst.kind.name == "SamplePerfectTile":
+            return {"MT": int(trace.decisions[inst][1]) * lanes}
+    raise ValueError("trace has no token-tile decision")
 
 
 def make_blocked_kernel(
     weight: BsrWeight, bias: np.ndarray | None, m: int, lanes: int, label: str, tiles: dict | None = None
 ) -> Kernel:
-    tiles = {**default_tiles(weight.block, lanes), **(tiles or {})}
-    tiles["MT"] = min(tiles["MT"], -(-m // lanes) * lanes)  # few tokens: do not pad M to a wide tile
+    import tvm
+
+    tiles = {**default_tiles(weight.block, m, lanes), **(tiles or {})}
+    if set(tiles) != {"MT"} or tiles["MT"] not in token_tile_choices(m, lanes):
+        raise ValueError(
+            f"blocked kernel tiles {tiles} invalid for m={m}: MT must be one of {token_tile_choices(m, lanes)}"
+        )
+    base = blocked_linear(m, weight, lanes)
+    sch = tvm.s_tir.Schedule(base)
+    schedule_blocked(sch, m, weight.shape, lanes, tiles["MT"])
+    func = sch.mod["main"].with_attr("tirx.is_scheduled", True)
     flops = 2 * m * weight.values.size
-    return Kernel(label, blocked_linear(m, weight, tiles["MT"]), operands(weight, bias), tiles, flops)
+    return Kernel(
+        label,
+        func,
+        operands(weight, bias),
+        tiles,
+        flops,
+        base_func=base,
+        design_space=design_space(m, weight.shape, lanes),
+        tiles_of_trace=lambda trace: tiles_of_trace(trace, lanes),
+        space_size=len(token_tile_choices(m, lanes)),
+    )
 
 
 def operands(weight: BsrWeight, bias: np.ndarray | None) -> list[np.ndarray]:
