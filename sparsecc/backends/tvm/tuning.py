@@ -192,31 +192,30 @@ class KernelTuner:
         return self.trials > 0 and (self.rpc is not None or self.target.runs_here)
 
     def tune(self, kernel, weight, bias, m: int):
-        """The kernel with its tuned tiles (from the records when this workload was tuned before)."""
+        """The fastest measured kernel for this layer: the tuned sparse one, or the tuned dense one.
+
+        Measuring both is what keeps a sparse layer from running slower than dense on this
+        target (the cost model only estimates, and does not know M or the target).
+        """
         from sparsecc.backends.tvm.kernels.registry import make_kernel
 
         if not self.active:
             return kernel
         self.kernels_seen += 1
         started, before = time.perf_counter(), self.trials_run
-        if kernel.design_space is not None:
-            if self._meta_schedule is None:
-                from sparsecc.backends.tvm.meta_schedule import MetaScheduleTuner
-
-                self._meta_schedule = MetaScheduleTuner(self.target, self.records_dir, self.trials, self.rpc)
-            tuned, ms = self._meta_schedule.tune(kernel, m, weight.shape)
-            method = "MetaSchedule"
-        elif tile_space(weight, m, self.target):
-            tiles, ms, new = grid_search_tiles(
-                weight, bias, m, self.target, self.trials, self.grid_records, self.rpc
+        tuned, ms, method = self._tune_one(kernel, weight, bias, m)
+        note = ""
+        if not isinstance(weight, np.ndarray) and ms is not None:
+            dense_weight = weight.to_dense()
+            dense, dense_ms, _ = self._tune_one(
+                make_kernel(dense_weight, bias, m, self.target), dense_weight, bias, m
             )
-            self.grid_trials += new
-            tuned, method = make_kernel(weight, bias, m, self.target, tiles), "grid search"
-        else:
-            return kernel
+            if dense_ms is not None and dense_ms < ms:
+                note = f"; kept dense: {tuned.name} measured {ms:.3f} ms, dense {dense_ms:.3f} ms"
+                tuned, ms = dense, dense_ms
         new = self.trials_run - before
         logger.info(
-            "tuning kernel %d (%s, %dx%d, m=%d, %s): %s, %s%s in %.1f s",
+            "tuning kernel %d (%s, %dx%d, m=%d, %s): %s, %s%s in %.1f s%s",
             self.kernels_seen,
             tuned.name,
             *weight.shape,
@@ -226,5 +225,25 @@ class KernelTuner:
             f"{ms:.3f} ms" if ms is not None else "no valid candidate",
             f", {new} new trials" if new else ", from the records",
             time.perf_counter() - started,
+            note,
         )
         return tuned
+
+    def _tune_one(self, kernel, weight, bias, m: int):
+        """(kernel, ms or None, method): MetaSchedule with a design space, else the grid search."""
+        from sparsecc.backends.tvm.kernels.registry import make_kernel
+
+        if kernel.design_space is not None:
+            if self._meta_schedule is None:
+                from sparsecc.backends.tvm.meta_schedule import MetaScheduleTuner
+
+                self._meta_schedule = MetaScheduleTuner(self.target, self.records_dir, self.trials, self.rpc)
+            tuned, ms = self._meta_schedule.tune(kernel, m, weight.shape)
+            return tuned, ms, "MetaSchedule"
+        if tile_space(weight, m, self.target):
+            tiles, ms, new = grid_search_tiles(
+                weight, bias, m, self.target, self.trials, self.grid_records, self.rpc
+            )
+            self.grid_trials += new
+            return make_kernel(weight, bias, m, self.target, tiles), ms, "grid search"
+        return kernel, None, "not tunable"

@@ -16,7 +16,13 @@ EM_AARCH64 = 183
 @pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None, reason="needs g++-aarch64-linux-gnu")
 def test_aarch64_artifact_is_an_aarch64_elf(tmp_path):
     cm = sparsecc.compile("zoo:mlp", SPEC, target="aarch64")
-    assert {row["kernel"] for row in cm.report} == {"bsr_16x1_aarch64", "csr_aarch64", "nm_2_4_aarch64"}
+    # 2:4 has no lane-permute kernel on NEON; the token-vectorised one is slower than dense, so it runs dense
+    kernels = {row["name"]: row["kernel"] for row in cm.report}
+    assert kernels == {
+        "layers.0.weight": "bsr_16x1_aarch64",
+        "layers.1.weight": "csr_aarch64",
+        "layers.2.weight": "dense_8rows_aarch64",
+    }
     path = tmp_path / "mlp-a64.sccpkg"
     cm.save(path)
     library = zipfile.ZipFile(path).read("model.so")

@@ -20,10 +20,11 @@ def meta_schedule_records(records) -> list[dict]:
 def test_second_compile_reuses_records(tmp_path):
     records = tmp_path / "records"
     first = sparsecc.compile("zoo:mlp", SPEC, tune=2, records_path=records)
-    # BSR and dense kernels: MetaSchedule, 2 trials each; 2:4: grid search over 2 tile candidates
-    assert first.tuning_trials == 2 * 3
+    # MetaSchedule, 2 trials each: BSR 1024x256, dense 1024x1024, and the dense twins of both sparse
+    # layers (measured so a sparse layer never runs slower than dense); 2:4: grid search, 2 candidates
+    assert first.tuning_trials == 2 * 5
     tuned = meta_schedule_records(records)
-    assert len(tuned) == 4 and all(min(run_secs) > 0 for _, (_, run_secs, *_) in tuned)
+    assert len(tuned) == 8 and all(min(run_secs) > 0 for _, (_, run_secs, *_) in tuned)
     (grid,) = json.loads((records / "grid_search.json").read_text()).values()
     assert len(grid) == 1 and next(iter(grid.values()))["trials"] == 2
     second = sparsecc.compile("zoo:mlp", SPEC, tune=2, records_path=records)
@@ -69,8 +70,9 @@ def test_tuning_measures_through_an_rpc_tracker_on_loopback(tmp_path):
             records_path=records,
             rpc=f"127.0.0.1:{tracker.port}:loopback",
         )
-        assert cm.tuning_trials == 3  # one MetaSchedule trial per kernel (BSR, two dense), run by the server
-        assert len(meta_schedule_records(records)) == 3
+        # one MetaSchedule trial per workload (BSR, its dense twin, two dense layers), run by the server
+        assert cm.tuning_trials == 4
+        assert len(meta_schedule_records(records)) == 4
     finally:
         server.terminate()
         tracker.terminate()
@@ -81,3 +83,21 @@ def test_bad_rpc_address_is_one_clear_error():
 
     with pytest.raises(sparsecc.SparseccError, match="must look like HOST:PORT:KEY"):
         RpcConfig.parse("localhost:abc")
+
+
+def test_a_sparse_layer_that_measures_slower_than_dense_runs_dense(tmp_path):
+    from sparsecc.backends.tvm.kernels.registry import make_kernel
+    from sparsecc.backends.tvm.target import resolve_target
+    from sparsecc.backends.tvm.tuning import KernelTuner
+    from sparsecc.ops.formats import CsrWeight
+    from tests.backends.tvm.kernel_checks import check_kernel
+
+    cpu = resolve_target("cpu")
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((256, 256)).astype(np.float32) * (rng.random((256, 256)) < 0.7)
+    csr = CsrWeight.from_dense(w)  # 70% dense: 1x1 blocks do ~6x the loads of the dense kernel
+    bias = np.ones(256, np.float32)
+    tuner = KernelTuner(cpu, 2, tmp_path)
+    kernel = tuner.tune(make_kernel(csr, bias, 32, cpu), csr, bias, 32)
+    assert kernel.name == "dense_8rows_x86"
+    check_kernel(kernel, csr, bias, 32)

@@ -1,7 +1,8 @@
 """Pick and build the kernel for one linear layer: format x target family.
 
 Rules, tried in order (one line each, like a dlight rule chain):
-  NmWeight         -> nm.py: x86 lane-permute kernel (one vpermps + FMA per slot), else token-vectorised
+  NmWeight         -> nm.py: x86 lane-permute kernel (one vpermps + FMA per slot); CUDA: nm.py;
+                      elsewhere the dense kernel (nm.py's token-vectorised kernel measured slower)
   CsrWeight        -> CPU: blocked_cpu.py with 1x1 blocks (0.74 vs 1.02 ms for csr.py's kernel at
                       3072x768@90%, M=128, and MetaSchedule can tune it); CUDA: csr.py
   BsrWeight        -> blocked_cpu.py / blocked_cuda.py with the weight's own blocks
@@ -54,9 +55,13 @@ def make_kernel(
 ) -> Kernel:
     """The scheduled PrimFunc computing Y[m, out] = X[m, in] @ W.T (+ bias) for `target`."""
     if isinstance(weight, NmWeight):
-        from sparsecc.backends.tvm.kernels.nm import make_nm_kernel
+        from sparsecc.backends.tvm.kernels.nm import make_nm_kernel, permute_window
 
-        return make_nm_kernel(weight, bias, m, target, tiles)
+        if target.family == "cuda" or permute_window(weight, target):
+            return make_nm_kernel(weight, bias, m, target, tiles)
+        # Without the lane permute, the N:M kernel is never faster than dense here (2:4, x86:
+        # 0.153 vs 0.089 ms at M=1, 3.26 vs 3.08 ms at M=128 for 3072x768), so the layer runs dense.
+        weight = weight.to_dense()
     if isinstance(weight, CsrWeight) and target.family == "cuda":
         from sparsecc.backends.tvm.kernels.csr import make_csr_kernel
 
