@@ -12,6 +12,7 @@ weights: onnxruntime dense and torch dense on the pruned dense model, TVM dense
 from __future__ import annotations
 
 import argparse
+import tempfile
 import os
 import sys
 import time
@@ -46,6 +47,9 @@ def load_pruned_weights(module: torch.nn.Module, pruned: ir.Model) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument(
+        "--tune", type=int, default=0, help="also time the sparse model tuned with N trials per kernel (fresh records)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(common.THREADS)
     console = Console(width=160)
@@ -61,6 +65,15 @@ def main() -> None:
     sparse = sparsecc.compile(pruned, "existing", example_inputs=feeds)
     dense = sparsecc.compile(pruned, "dense", example_inputs=feeds)
     console.print(f"compiled both in {time.perf_counter() - started:.1f} s")
+    candidates = {}
+    if args.tune:
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as records:
+            tuned = sparsecc.compile(pruned, "existing", example_inputs=feeds, tune=args.tune, records_path=records)
+        console.print(
+            f"tuned in {time.perf_counter() - started:.1f} s ({tuned.tuning_trials} trials, MetaSchedule + grid search)"
+        )
+        candidates[f"TVM sparse, tuned ({args.tune} trials)"] = lambda: tuned(x)
     ort = session.make_session(pruned, threads=common.THREADS)
     x = feeds["input_ids"]
     xt = torch.from_numpy(x)
@@ -74,6 +87,7 @@ def main() -> None:
                 "torch dense": lambda: module(xt),
                 "TVM dense (sparsecc kernels)": lambda: dense(x),
                 "TVM sparse (sparsecc)": lambda: sparse(x),
+                **candidates,
             },
             rounds=3,
             runs=5,
