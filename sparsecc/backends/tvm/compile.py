@@ -8,6 +8,7 @@ Steps (each logged, and shown as progress by the CLI):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import time
@@ -46,6 +47,22 @@ def _input_specs(proto, inputs: dict[str, np.ndarray] | None) -> list[TensorSpec
                 )
         inputs = random_inputs(proto)
     return [TensorSpec(v.name, tuple(inputs[v.name].shape), str(inputs[v.name].dtype)) for v in graph_inputs]
+
+
+def _index_limits(ir_model) -> dict[str, int]:
+    """Graph inputs used directly as Gather indices -> the smallest indexed table length."""
+    limits: dict[str, int] = {}
+    for value in ir_model.graph.inputs:
+        for node, position in value.uses():
+            data = node.inputs[0]
+            if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or position != 1:
+                continue
+            axis = node.attributes.get_int("axis", 0)
+            shape = data.shape if data is not None else None
+            if shape is None or not -len(shape) <= axis < len(shape) or not isinstance(shape[axis], int):
+                continue
+            limits[value.name] = min(limits.get(value.name, shape[axis]), shape[axis])
+    return limits
 
 
 def _layer_weight_names(ir_model) -> dict[str, str]:
@@ -165,7 +182,11 @@ def compile(
     result = sparsify_ir(model, spec if spec is not None else "existing", example_inputs)
     names = _layer_weight_names(result.model)
     proto = ir.serde.serialize_model(result.model)
-    inputs = _input_specs(proto, result.example_inputs)
+    limits = _index_limits(result.model)
+    inputs = [
+        dataclasses.replace(spec, index_limit=limits.get(spec.name))
+        for spec in _input_specs(proto, result.example_inputs)
+    ]
     logger.info("sparsified in %.1f s", time.perf_counter() - started)
     tuner = None
     if tune:

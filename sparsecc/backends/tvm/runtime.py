@@ -20,13 +20,30 @@ class TensorSpec:
     name: str
     shape: tuple[int, ...]
     dtype: str
+    # For an integer input used as Gather indices: the indexed table's length n (valid: -n..n-1).
+    # TVM's Gather does not check bounds, so an out-of-range id would read stray memory or crash.
+    index_limit: int | None = None
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        data = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.index_limit is not None:
+            data["index_limit"] = self.index_limit
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> TensorSpec:
-        return cls(data["name"], tuple(int(d) for d in data["shape"]), data["dtype"])
+        return cls(data["name"], tuple(int(d) for d in data["shape"]), data["dtype"], data.get("index_limit"))
+
+    def check_indices(self, value: np.ndarray) -> None:
+        if self.index_limit is None or value.size == 0:
+            return
+        low, high, n = int(value.min()), int(value.max()), self.index_limit
+        if low < -n or high >= n:
+            bad = high if high >= n else low
+            raise InputError(
+                f"input '{self.name}' holds {bad}, but it indexes a table of {n} rows (valid: {-n}..{n - 1}); "
+                "check for ids outside the vocabulary"
+            )
 
 
 def _is_torch(value) -> bool:
@@ -92,6 +109,7 @@ class CompiledModel:
                     f"input '{spec.name}' has dtype {value.dtype} but the model expects {spec.dtype}; "
                     f"convert it with .astype('{spec.dtype}')"
                 )
+            spec.check_indices(value)
             values.append(np.ascontiguousarray(value))
         return values, torch_in
 

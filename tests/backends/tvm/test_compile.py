@@ -52,6 +52,17 @@ def test_bert_from_onnx_file(pruned_bert, tmp_path):
     torch_out = cm(**inputs)  # torch in -> torch out
     assert isinstance(torch_out[0], torch.Tensor)
 
+    # token ids index the embedding table, which TVM's Gather does not bounds-check
+    assert cm.input_specs[0].name == "input_ids"
+    vocab = cm.input_specs[0].index_limit
+    assert vocab == model.config.vocab_size
+    feeds = {k: v.numpy().copy() for k, v in inputs.items()}
+    feeds["input_ids"][0, 3] = vocab
+    with pytest.raises(InputError, match=rf"input 'input_ids' holds {vocab}, but it indexes a table of {vocab} rows"):
+        cm(**feeds)
+    cm.save(tmp_path / "bert.sccpkg")  # the limit travels in the manifest
+    assert sparsecc.load(tmp_path / "bert.sccpkg").input_specs[0].index_limit == vocab
+
 
 def test_wrong_input_shape_and_dtype():
     cm = sparsecc.compile("zoo:mlp", "layers.0.weight=block(16,1)@0.9")
