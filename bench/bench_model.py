@@ -12,9 +12,9 @@ weights: onnxruntime dense and torch dense on the pruned dense model, TVM dense
 from __future__ import annotations
 
 import argparse
-import tempfile
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -48,7 +48,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument(
-        "--tune", type=int, default=0, help="also time the sparse model tuned with N trials per kernel (fresh records)"
+        "--tune",
+        type=int,
+        default=0,
+        help="also time the sparse model tuned with N trials per kernel (fresh records)",
     )
     args = parser.parse_args()
     torch.set_num_threads(common.THREADS)
@@ -69,7 +72,9 @@ def main() -> None:
     if args.tune:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as records:
-            tuned = sparsecc.compile(pruned, "existing", example_inputs=feeds, tune=args.tune, records_path=records)
+            tuned = sparsecc.compile(
+                pruned, "existing", example_inputs=feeds, tune=args.tune, records_path=records
+            )
         console.print(
             f"tuned in {time.perf_counter() - started:.1f} s ({tuned.tuning_trials} trials, MetaSchedule + grid search)"
         )

@@ -58,7 +58,9 @@ def test_bert_from_onnx_file(pruned_bert, tmp_path):
     assert vocab == model.config.vocab_size
     feeds = {k: v.numpy().copy() for k, v in inputs.items()}
     feeds["input_ids"][0, 3] = vocab
-    with pytest.raises(InputError, match=rf"input 'input_ids' holds {vocab}, but it indexes a table of {vocab} rows"):
+    with pytest.raises(
+        InputError, match=rf"input 'input_ids' holds {vocab}, but it indexes a table of {vocab} rows"
+    ):
         cm(**feeds)
     cm.save(tmp_path / "bert.sccpkg")  # the limit travels in the manifest
     assert sparsecc.load(tmp_path / "bert.sccpkg").input_specs[0].index_limit == vocab
