@@ -7,5 +7,8 @@ if ! command -v aarch64-linux-gnu-g++ >/dev/null && [ "$(id -u)" = 0 ] && comman
       gcc-aarch64-linux-gnu g++-aarch64-linux-gnu >/dev/null) || echo "warning: could not install the aarch64 cross compiler"
 fi
 bash scripts/setup.sh
+if [ "$(id -u)" = 0 ]; then  # qemu + arm64 python for the test that runs aarch64 artifacts (~10 s, once)
+  bash scripts/aarch64_sysroot.sh || echo "warning: could not provision the aarch64 sysroot"
+fi
 export TVM_NUM_THREADS=${TVM_NUM_THREADS:-$(nproc)}
 exec .venv/bin/python -m pytest -q "$@"
