@@ -5,6 +5,10 @@ dlight's CPU rules cover only GEMV and softmax/norm-like reductions. Two rules o
 ours, in dlight's shape (`apply` returns a Schedule, or None when it does not apply):
   BatchMatmul  attention's Q K^T and P V: reduction moved outside the last spatial
                axis, which is vectorised; leading spatial axes parallel
+  RowReduction softmax / layer norm: each last-axis reduction split by rfactor into 16
+               vectorised partial sums, rows parallel (dlight's cpu.Reduction leaves the
+               reductions scalar: layer norm 128x768 0.103 -> 0.012 ms, softmax 12x128x128
+               0.137 -> 0.064 ms)
   Injective    element-wise / layout ops: outer axes fused and parallel, inner vectorised
 Our linear kernels are hand-scheduled TIR marked `tirx.is_scheduled`, so no rule touches them.
 """
@@ -67,6 +71,44 @@ class BatchMatmul(CPUScheduleRule):
         return sch
 
 
+class RowReduction(CPUScheduleRule):
+    """Blocks sharing their leading spatial axes; reductions over the last axis only; last block injective."""
+
+    def apply(self, func: tirx.PrimFunc, target, _tunable: bool):
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if not infos or len(infos) < 2 or not infos[-1].is_injective():
+            return None
+        kinds = [info.dom_kind() for info in infos]
+        lead = min(len(kind) - len(kind.lstrip("S")) for kind in kinds)
+        reductions = [info.block_rv for info in infos if not info.is_injective()]
+        if lead < 1 or not reductions or any(kind.count("R") > 1 or "RS" in kind for kind in kinds):
+            return None
+        partials = []
+        for block in reductions:  # rfactor first: it needs each reduction alone in its loop nest
+            reduce = sch.get_loops(block)[-1]
+            extent = get_extent(sch, reduce)
+            if not isinstance(extent, int) or extent % LANES:
+                return None
+            _, lane = sch.split(reduce, factors=[None, LANES])
+            partials.append(sch.rfactor(lane, factor_axis=lead))
+        last = infos[-1].block_rv
+        loops = sch.get_loops(last)
+        rows = sch.fuse(*loops[:lead]) if lead > 1 else loops[0]
+        sch.parallel(rows)
+        _vectorize_last(sch, sch.get_loops(last)[-1])
+        for block in reversed(list(sch.get_child_blocks(sch.get_sblock("root")))[:-1]):
+            sch.compute_at(block, rows, preserve_unit_loops=True)
+        for partial in partials:  # under the row loop: [rows, lane (spatial), chunk (reduce), units]
+            _, lane, chunk, *_ = sch.get_loops(partial)
+            sch.reorder(chunk, lane)
+            sch.vectorize(lane)
+            sch.decompose_reduction(partial, chunk)
+        return sch
+
+
 class Injective(CPUScheduleRule):
     """Every block spatial: parallel over fused outer loops, vectorised innermost loop."""
 
@@ -112,6 +154,6 @@ class _Guarded(dl.ScheduleRule):
 
 def apply_cpu_schedules(module, target):
     """Schedule every unscheduled PrimFunc of a legalized, fused module for a CPU target."""
-    rules = [BatchMatmul(), dl.cpu.GEMV(), dl.cpu.Reduction(), Injective()]
+    rules = [BatchMatmul(), dl.cpu.GEMV(), RowReduction(), dl.cpu.Reduction(), Injective()]
     with target:
         return dl.ApplyDefaultSchedule(*[_Guarded(rule) for rule in rules])(module)
