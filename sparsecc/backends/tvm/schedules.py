@@ -3,8 +3,9 @@
 TVM's legalized Relax ops come as unscheduled loop nests (one thread, scalar), and
 dlight's CPU rules cover only GEMV and softmax/norm-like reductions. Two rules of
 ours, in dlight's shape (`apply` returns a Schedule, or None when it does not apply):
-  BatchMatmul  attention's Q K^T and P V: reduction moved outside the last spatial
-               axis, which is vectorised; leading spatial axes parallel
+  BatchMatmul  attention's Q K^T and P V: a 4-row x 2-vector accumulator tile in registers,
+               the reduction outside it (12 heads, 128x64 @ 64x128: 0.28 -> 0.11 ms); shapes
+               the tile does not divide: the last axis vectorised, leading axes parallel
   RowReduction softmax / layer norm: each last-axis reduction split by rfactor into 16
                vectorised partial sums, rows parallel (dlight's cpu.Reduction leaves the
                reductions scalar: layer norm 128x768 0.103 -> 0.012 ms, softmax 12x128x128
@@ -24,6 +25,7 @@ from tvm.s_tir.dlight.base import get_extent
 from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 
 LANES = 16
+TILE_ROWS, TILE_VECTORS = 4, 2  # batch-matmul register tile: 4 rows x 32 columns, 8 accumulators (512 B)
 
 
 def _vectorize_last(sch, loop, lanes: int = LANES) -> None:
@@ -62,12 +64,40 @@ class BatchMatmul(CPUScheduleRule):
             except Exception:
                 return None
         loops = sch.get_loops(block)
-        *outer, last, reduce = loops
+        *outer, row, last, reduce = loops
+        rows, columns = get_extent(sch, row), get_extent(sch, last)
+        if (
+            isinstance(rows, int)
+            and isinstance(columns, int)
+            and rows % TILE_ROWS == 0
+            and columns % (TILE_VECTORS * LANES) == 0
+        ):
+            return self._register_tiled(sch, block, [*outer, row], last, reduce)
         sch.reorder(reduce, last)
-        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+        fused = sch.fuse(*outer, row)
         sch.parallel(fused)
         _vectorize_last(sch, last)  # before decompose_reduction, which leaves a non-compact update
         sch.decompose_reduction(block, reduce)
+        return sch
+
+    @staticmethod
+    def _register_tiled(sch, block, outer, last, reduce):
+        """A TILE_ROWS x (TILE_VECTORS x LANES) accumulator in registers: each B vector feeds TILE_ROWS rows."""
+        *batch, row = outer
+        row_tile, row_in = sch.split(row, factors=[None, TILE_ROWS])
+        column_tile, vector, lane = sch.split(last, factors=[None, TILE_VECTORS, LANES])
+        sch.reorder(*batch, row_tile, column_tile, reduce, row_in, vector, lane)
+        accumulator = sch.cache_write(block, 0, "global")  # small "global" buffers stay in registers
+        sch.reverse_compute_at(accumulator, column_tile, preserve_unit_loops=True)
+        sch.vectorize(lane)
+        sch.unroll(vector)
+        sch.unroll(row_in)
+        *_, written_row, written_column = sch.get_loops(accumulator)
+        _vectorize_last(sch, written_column)
+        sch.unroll(written_row)
+        sch.parallel(sch.fuse(*batch, row_tile, column_tile))  # before decompose_reduction (compact dataflow)
+        init = sch.decompose_reduction(block, reduce)
+        _vectorize_last(sch, sch.get_loops(init)[-1])
         return sch
 
 

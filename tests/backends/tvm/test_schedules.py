@@ -72,3 +72,36 @@ def test_row_reduction_declines_a_reduction_over_a_leading_axis():
     with CPU.target:
         scheduled = dl.ApplyDefaultSchedule()(module)
     np.testing.assert_allclose(run(scheduled, x), x.sum(0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [
+        ((1, 12, 128, 64), (1, 12, 64, 128)),
+        ((1, 12, 128, 128), (1, 12, 128, 64)),
+        ((2, 3, 10, 7), (2, 3, 7, 5)),
+    ],
+)
+def test_batch_matmul_register_tiles_and_fallback_match_numpy(a_shape, b_shape):
+    from sparsecc.backends.tvm.schedules import BatchMatmul
+
+    builder = relax.BlockBuilder()
+    a, b = (
+        relax.Var("a", relax.TensorType(a_shape, "float32")),
+        relax.Var("b", relax.TensorType(b_shape, "float32")),
+    )
+    with builder.function("main", [a, b]):
+        with builder.dataflow():
+            out = builder.emit_output(builder.emit(relax.op.matmul(a, b)))
+        builder.emit_func_output(out)
+    module = relax.get_pipeline("zero")(builder.get())
+    (func,) = [f for f in module.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    with CPU.target:
+        assert BatchMatmul().apply(func, CPU.target, False) is not None  # tiled, or the plain fallback
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal(a_shape).astype(np.float32), rng.standard_normal(b_shape).astype(np.float32)
+    vm = relax.VirtualMachine(
+        tvm.compile(apply_cpu_schedules(module, CPU.target), target=CPU.target), tvm.cpu()
+    )
+    got = vm["main"](tvm.runtime.tensor(x, tvm.cpu()), tvm.runtime.tensor(y, tvm.cpu())).numpy()
+    np.testing.assert_allclose(got, x.astype(np.float64) @ y, rtol=1e-4, atol=1e-4)
