@@ -31,6 +31,7 @@ import numpy as np
 
 from sparsecc.backends.tvm.kernels import Kernel
 from sparsecc.backends.tvm.target import TargetInfo
+from sparsecc.errors import SparseccError
 
 logger = logging.getLogger(__name__)
 MS_LOGGER = "tvm.s_tir.meta_schedule"
@@ -159,9 +160,18 @@ class MetaScheduleTuner:
 
         self.ms, self.target, self.trials, self.rpc = ms, target, trials, rpc
         self.work_dir = database_dir(records_dir, target)
-        self.work_dir.mkdir(parents=True, exist_ok=True)  # JSONDatabase cannot create its directory
-        (self.work_dir / "target.json").write_text(json.dumps(target.target_dict, sort_keys=True))
-        self.database = ms.database.JSONDatabase(work_dir=str(self.work_dir))
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)  # JSONDatabase cannot create its directory
+            (self.work_dir / "target.json").write_text(json.dumps(target.target_dict, sort_keys=True))
+        except OSError as error:
+            raise SparseccError(f"cannot write tuning records to {self.work_dir}: {error.strerror}") from None
+        try:
+            self.database = ms.database.JSONDatabase(work_dir=str(self.work_dir))
+        except Exception as error:
+            raise SparseccError(
+                f"tuning records in {self.work_dir} are unreadable ({str(error).strip().splitlines()[-1]}); "
+                "delete that directory to tune afresh"
+            ) from None
         self.trials_run = 0
 
     def tune(self, kernel: Kernel, m: int, weight_shape: tuple[int, int]) -> tuple[Kernel, float | None]:

@@ -45,3 +45,13 @@ def test_tuning_measures_each_schedule_once_and_the_best_is_correct(tmp_path):
 def test_another_target_gets_its_own_records(tmp_path):
     avx2 = resolve_target("x86_64")
     assert database_dir(tmp_path, avx2) != database_dir(tmp_path, CPU)
+
+
+def test_unreadable_records_are_one_clear_error(tmp_path):
+    import sparsecc
+
+    database = database_dir(tmp_path, CPU)
+    database.mkdir(parents=True)
+    (database / "database_workload.json").write_text("this is not json\n")
+    with pytest.raises(sparsecc.SparseccError, match="unreadable .*delete that directory"):
+        MetaScheduleTuner(CPU, tmp_path, trials=2)
