@@ -62,3 +62,19 @@ def test_cuda_build_compiles_to_ptx(monkeypatch):
     monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "nvcc")
     ptx = cuda_ptx(dense(13, 7), np.ones(13, np.float32), 3, resolve_target("cuda:sm_80"))
     assert ".target sm_80" in ptx and re.search(r"fma\.rn(\.ftz)?\.f32", ptx)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+@pytest.mark.parametrize("out, inp", [(64, 32), (37, 48), (768, 768)])
+def test_few_tokens_use_the_gemv_kernel(m, out, inp):
+    w = RNG.standard_normal((out, inp)).astype(np.float32)
+    kernel = make_kernel(w, None, m, CPU)
+    assert kernel.name == "dense_gemv_x86" and kernel.tiles["OB"] * m <= 8
+    check(w, CPU, m=m, rng=RNG)
+    check(w, CPU, m=m, bias=False, rng=RNG)
+
+
+def test_gemv_needs_whole_vectors_along_the_inputs():
+    w = RNG.standard_normal((16, 20)).astype(np.float32)  # 20 inputs: not a multiple of 16 lanes
+    assert make_kernel(w, None, 1, CPU).name.startswith("dense_8rows")
+    check(w, CPU, m=1, rng=RNG)

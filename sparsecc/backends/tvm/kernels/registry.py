@@ -6,7 +6,8 @@ Rules, tried in order (one line each, like a dlight rule chain):
   CsrWeight        -> CPU: blocked_cpu.py with 1x1 blocks (0.74 vs 1.02 ms for csr.py's kernel at
                       3072x768@90%, M=128, and MetaSchedule can tune it); CUDA: csr.py
   BsrWeight        -> blocked_cpu.py / blocked_cuda.py with the weight's own blocks
-  dense W          -> the same blocked kernel with every block present (R | out rows per block)
+  dense W          -> CPU, M <= 4 tokens: gemv_cpu.py (vectorised over the input features);
+                      otherwise the blocked kernel with every block present (R | out rows per block)
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ def make_kernel(
         from sparsecc.backends.tvm.kernels.csr import make_csr_kernel
 
         return make_csr_kernel(weight, bias, m, target, tiles)
+    if isinstance(weight, np.ndarray) and target.family != "cuda":
+        from sparsecc.backends.tvm.kernels.gemv_cpu import fits, make_gemv_kernel
+
+        if fits(m, weight.shape[1], target.lanes):
+            return make_gemv_kernel(weight, bias, m, target.lanes, f"dense_gemv_{target.family}")
     blocks, family = as_blocks(weight)
     if target.family == "cuda":
         from sparsecc.backends.tvm.kernels.blocked_cuda import make_cuda_kernel
