@@ -78,3 +78,13 @@ def test_gemv_needs_whole_vectors_along_the_inputs():
     w = RNG.standard_normal((16, 20)).astype(np.float32)  # 20 inputs: not a multiple of 16 lanes
     assert make_kernel(w, None, 1, CPU).name.startswith("dense_8rows")
     check(w, CPU, m=1, rng=RNG)
+
+
+def test_one_token_through_one_row_blocks_runs_the_dense_gemv():
+    from sparsecc.ops.formats import BsrWeight, CsrWeight
+
+    w = RNG.standard_normal((64, 64)).astype(np.float32) * (RNG.random((64, 64)) < 0.1)
+    for weight in (CsrWeight.from_dense(w), BsrWeight.from_dense(w, (1, 1))):
+        assert make_kernel(weight, None, 1, CPU).name == "dense_gemv_x86"
+        assert make_kernel(weight, None, 2, CPU).name != "dense_gemv_x86"  # 2+ tokens: sparse pays again
+        check(weight, CPU, m=1, rng=RNG)

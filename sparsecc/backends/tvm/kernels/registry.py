@@ -3,7 +3,7 @@
 Rules, tried in order (one line each, like a dlight rule chain):
   NmWeight         -> nm.py: x86 lane-permute kernel (one vpermps + FMA per slot); CUDA: nm.py;
                       elsewhere the dense kernel (nm.py's token-vectorised kernel measured slower)
-  CsrWeight        -> CPU: blocked_cpu.py with 1x1 blocks (0.74 vs 1.02 ms for csr.py's kernel at
+  CsrWeight        -> CPU: blocked_cpu.py with 1x1 blocks (one token: the dense GEMV, faster there) (0.74 vs 1.02 ms for csr.py's kernel at
                       3072x768@90%, M=128, and MetaSchedule can tune it); CUDA: csr.py
   BsrWeight        -> blocked_cpu.py / blocked_cuda.py with the weight's own blocks
   dense W          -> CPU, M <= 4 tokens: gemv_cpu.py (vectorised over the input features);
@@ -67,10 +67,17 @@ def make_kernel(
         from sparsecc.backends.tvm.kernels.csr import make_csr_kernel
 
         return make_csr_kernel(weight, bias, m, target, tiles)
-    if isinstance(weight, np.ndarray) and target.family != "cuda":
+    if target.family != "cuda":
         from sparsecc.backends.tvm.kernels.gemv_cpu import fits, make_gemv_kernel
 
-        if fits(m, weight.shape[1], target.lanes):
+        # One token and 1-row blocks (CSR, 1xC): the token-vectorised kernel wastes 15 of 16 lanes
+        # and measured 0.5-0.9x the dense GEMV at 90% sparsity (one thread), so the layer runs dense.
+        one_row_blocks = isinstance(weight, CsrWeight) or (
+            isinstance(weight, BsrWeight) and weight.block[0] == 1
+        )
+        if m == 1 and one_row_blocks and fits(m, weight.shape[1], target.lanes):
+            weight = weight.to_dense()
+        if isinstance(weight, np.ndarray) and fits(m, weight.shape[1], target.lanes):
             return make_gemv_kernel(weight, bias, m, target.lanes, f"dense_gemv_{target.family}")
     blocks, family = as_blocks(weight)
     if target.family == "cuda":
