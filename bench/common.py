@@ -12,6 +12,9 @@ os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 import numpy as np
 
 
+SETTLE_SECONDS = 0.5
+
+
 def median_ms(fn, runs: int = 20, warmup: int = 3) -> float:
     for _ in range(warmup):
         fn()
@@ -28,5 +31,8 @@ def interleaved(candidates: dict, rounds: int = 3, runs: int = 10) -> dict[str, 
     results = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
+            # torch's OpenMP and onnxruntime's pool spin for a while after their last call (OpenMP:
+            # 200 ms); on 2 cores that spinning steals the next candidate's cores, so let it park.
+            time.sleep(SETTLE_SECONDS)
             results[name].append(median_ms(fn, runs=runs))
     return {name: float(np.median(values)) for name, values in results.items()}
