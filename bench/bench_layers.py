@@ -23,9 +23,9 @@ from rich.console import Console
 from rich.table import Table
 
 from sparsecc.backends.ort import session
-from sparsecc.backends.tvm.kernels.registry import make_kernel
+from sparsecc.backends.tvm.kernels.rules import make_kernel
 from sparsecc.backends.tvm.target import resolve_target
-from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight
+from sparsecc.ops import BsrWeight, CsrWeight, NmWeight
 from sparsecc.sparsity.masks import block_mask, nm_mask, unstructured_mask
 
 M = 128

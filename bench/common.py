@@ -11,7 +11,6 @@ os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 import numpy as np
 
-
 SETTLE_SECONDS = 0.5
 
 

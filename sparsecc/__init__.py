@@ -17,10 +17,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "sparsify": ("sparsecc.compiler.api", "sparsify"),
     "sparsify_ir": ("sparsecc.compiler.api", "sparsify_ir"),
-    "SparsitySpec": ("sparsecc.compiler.spec", "SparsitySpec"),
-    "compile": ("sparsecc.backends.tvm.compile", "compile"),
+    "SparsitySpec": ("sparsecc.sparsity.spec", "SparsitySpec"),
+    "compile": ("sparsecc.compiler.api", "compile"),
     "CompiledModel": ("sparsecc.backends.tvm.runtime", "CompiledModel"),
-    "load": ("sparsecc.backends.tvm.artifact", "load"),
+    "load": ("sparsecc.backends.tvm.runtime", "load"),
     "SparseccError": ("sparsecc.errors", "SparseccError"),
 }
 

@@ -38,3 +38,7 @@ class VerificationError(SparseccError):
 
 class PipelineError(SparseccError):
     """A pass pipeline string is malformed or a pass failed."""
+
+
+class ScheduleRuleError(Exception):
+    """A schedule rule crashed (a bug in sparsecc, raised in debug mode and in the tests)."""

@@ -41,3 +41,37 @@ def prune_hf_bert(model: transformers.BertModel) -> None:
         attention = layer.attention
         for proj in (attention.self.query, attention.self.key, attention.self.value, attention.output.dense):
             _apply_mask(proj, nm_mask(proj.weight.detach().numpy(), 2, 4))
+
+
+class ExportableBert(transformers.BertModel):
+    """BertModel with a positional forward, as the TorchScript exporter needs it.
+
+    That exporter fills every forward parameter positionally (use_cache included), which
+    transformers 5 refuses ("got multiple values for argument 'use_cache'"); users wrap the
+    model the same way. A subclass keeps the module names (encoder.layer.0...) unchanged.
+    """
+
+    def forward(self, input_ids, attention_mask):
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def export_hf_bert(path, exporter: str, opset: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Export the small BertModel to `path` with `torch.onnx.export` as a user would; its feeds."""
+    import warnings
+
+    model, inputs = make_hf_bert(seed)
+    exportable = ExportableBert(model.config).eval()
+    exportable.load_state_dict(model.state_dict())
+    args = (inputs["input_ids"], inputs["attention_mask"])
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            exportable,
+            args,
+            str(path),
+            dynamo=exporter == "dynamo",
+            opset_version=opset,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["last_hidden_state"],
+        )
+    return {k: v.numpy() for k, v in inputs.items()}

@@ -1,20 +1,33 @@
-"""`sparsecc.sparsify`: model in, sparsified ONNX out (the front half of the compiler)."""
+"""The compiler driver: `sparsify` (model in, sparsified ONNX out) and `compile` (model in, runnable model out).
+
+Read top to bottom, a compile is:
+  1. backend and target  the backend resolves the target and supplies its cost model
+  2. frontend            torch module / ONNX file / zoo model -> onnx_ir.Model, names tagged
+  3. pass pipeline       canonicalize, analyze-sparsity, prune, dense-to-sparse, cleanup
+  4. backend.build       the sparsified IR -> a compiled model with its report
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnx_ir as ir
 
-from sparsecc.compiler import frontend
+from sparsecc import backends
+from sparsecc.backends.base import BuildRequest
+from sparsecc.compiler import frontends
+from sparsecc.compiler.calibration import load_calibration
+from sparsecc.compiler.frontends import inputs
 from sparsecc.compiler.op_support import check_supported_ops
 from sparsecc.compiler.pipeline import DEFAULT_PIPELINE, PORTABLE_PIPELINE, PassRun, Pipeline
-from sparsecc.compiler.spec import SparsitySpec
 from sparsecc.passes.context import CompileContext, WeightReport
+from sparsecc.sparsity.spec import SparsitySpec
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +37,21 @@ class SparsifyResult:
     """The sparsified IR and everything the passes learned on the way."""
 
     model: ir.Model
-    spec: SparsitySpec
-    report: list[WeightReport]
+    context: CompileContext
     example_inputs: dict[str, np.ndarray] | None
     passes: list[PassRun]
-    warnings: list[str]
+
+    @property
+    def spec(self) -> SparsitySpec:
+        return self.context.spec
+
+    @property
+    def report(self) -> list[WeightReport]:
+        return self.context.report
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.context.warnings
 
 
 def sparsify_ir(
@@ -40,25 +63,104 @@ def sparsify_ir(
     pipeline: str | None = None,
     verify: bool = False,
     after_pass: Callable[[str, ir.Model], None] | None = None,
+    target="cpu",
+    backend: str = "tvm",
+    calibration=None,
 ) -> SparsifyResult:
-    """Run the sparsity pipeline and return the IR (`portable`: pruned dense weights only)."""
+    """Run the sparsity pipeline and return the IR (`portable`: pruned dense weights only).
+
+    Formats are chosen by `backend`'s cost model for `target`: by default, what sparsecc's
+    native kernels gain on this CPU.
+    """
     spec = SparsitySpec.parse(spec)
-    ir_model, inputs = frontend.resolve_model(model, example_inputs)
+    chosen = backends.get(backend)
+    target_info = chosen.resolve_target(target)
+    ir_model, feeds = frontends.resolve_model(model, example_inputs)
     check_supported_ops(ir_model)
-    context = CompileContext(spec=spec)
+    names = [v.name for v in inputs.graph_inputs(ir_model)]
+    context = CompileContext(
+        spec=spec,
+        target=target_info,
+        cost_model=chosen.cost_model(target_info),
+        calibration=load_calibration(calibration, names),
+    )
     text = pipeline or (PORTABLE_PIPELINE if portable else DEFAULT_PIPELINE)
     runs = Pipeline(text, verify=verify, after_pass=after_pass).run(ir_model, context)
-    for rule in spec.unmatched_rules(list(context.weights)):
+    for rule in spec.unmatched_rules([(row.name, row.initializer) for row in context.report]):
         context.warn(
             f"spec rule {rule.index} ('{rule.match}={rule.pattern.describe()}') matches no linear weight"
         )
-    return SparsifyResult(ir_model, spec, list(context.weights.values()), inputs, runs, context.warnings)
+    return SparsifyResult(ir_model, context, feeds, runs)
 
 
-def sparsify(model, spec, example_inputs=None, *, portable: bool = False) -> onnx.ModelProto:
+def sparsify(
+    model,
+    spec,
+    example_inputs=None,
+    *,
+    portable: bool = False,
+    target="cpu",
+    backend: str = "tvm",
+    calibration=None,
+) -> onnx.ModelProto:
     """Sparsify `model` (torch module, ONNX path/proto or "zoo:NAME") by `spec`; returns ONNX.
 
-    The result runs in any ONNX runtime: sparse ops carry reference bodies as
-    model-local functions. `portable=True` writes standard ONNX only (pruned dense weights).
+    The result runs in any ONNX runtime: sparse ops carry reference bodies as model-local
+    functions. `portable=True` writes standard ONNX only (pruned dense weights).
     """
-    return ir.serde.serialize_model(sparsify_ir(model, spec, example_inputs, portable=portable).model)
+    result = sparsify_ir(
+        model,
+        spec,
+        example_inputs,
+        portable=portable,
+        target=target,
+        backend=backend,
+        calibration=calibration,
+    )
+    return ir.serde.serialize_model(result.model)
+
+
+def compile(
+    model,
+    spec=None,
+    example_inputs=None,
+    target="cpu",
+    tune: int = 0,
+    *,
+    backend: str = "tvm",
+    calibration=None,
+    records_path=None,
+    measure: bool = False,
+    rpc: str | None = None,
+):
+    """Compile `model` for `target` with `backend` ("tvm" or "onnxruntime"); returns a compiled model.
+
+    `spec` defaults to "existing" (use the zeros already there). `tune` > 0 runs up to that many
+    trials per kernel (TVM: MetaSchedule for the blocked kernels, a grid search for N:M);
+    `records_path` is the records directory (default ~/.cache/sparsecc/tuning), reused so a second
+    compile runs no trials. `measure` times every sparse kernel against dense (the report's
+    measured speedup). `rpc` ("HOST:PORT:KEY") makes tuning measure on the device behind a TVM
+    RPC tracker. `calibration` (an .npz path or an iterable of input batches) is there for passes
+    that need data.
+    """
+    started = time.perf_counter()
+    result = sparsify_ir(
+        model,
+        spec if spec is not None else "existing",
+        example_inputs,
+        target=target,
+        backend=backend,
+        calibration=calibration,
+    )
+    logger.info("sparsified in %.1f s", time.perf_counter() - started)
+    feeds = inputs.example_feeds(result.model, result.example_inputs)
+    request = BuildRequest(
+        inputs=inputs.input_specs(result.model, feeds),
+        outputs=inputs.output_specs(result.model),
+        example_inputs=feeds,
+        tune=tune,
+        records_path=Path(records_path) if records_path else None,
+        measure=measure,
+        rpc=rpc,
+    )
+    return backends.get(backend).build(result.model, result.context, request)

@@ -15,7 +15,7 @@ def _known(node: ir.Node, functions: set[tuple[str, str]]) -> bool:
     if (node.domain, node.op_type) in functions:
         return True
     if node.domain == ops.DOMAIN:
-        return node.op_type in ops.SPARSE_OP_TYPES
+        return node.op_type in ops.OPS
     if node.domain in STANDARD_DOMAINS:
         return onnx.defs.has(node.op_type, node.domain if node.domain != "ai.onnx" else "")
     return False

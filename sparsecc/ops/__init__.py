@@ -1,27 +1,50 @@
-"""The `sparsecc` op domain: BsrMatMul, NmMatMul, CsrMatMul (design.md, "Sparse ops").
+"""The `sparsecc` op domain: one module per op (`bsr.py`, `nm.py`, `csr.py`), found by type.
 
-Like an MLIR dialect: builders (`make_linear_node`), verifiers (`verify_node`) and
-reference bodies in standard ONNX, attached as model-local functions so any ONNX
-runtime executes a sparsified model unchanged.
+Like an MLIR dialect: each op is defined once (format, weight, attributes, verifier,
+reference body in standard ONNX, cost hook; see `base.py`), and the generic builders,
+verifier and body attachment work over the registry. Sparsified models carry the bodies
+as model-local functions, so any ONNX runtime executes them unchanged.
 """
 
-from sparsecc.ops.build import bias_of, make_linear_node, weight_from_node
-from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight, SparseWeight
+from sparsecc.ops import bsr, csr, nm  # noqa: F401  (registers the ops, in this order)
+from sparsecc.ops.base import (
+    DOMAIN,
+    DOMAIN_VERSION,
+    OPS,
+    SparseFormat,
+    SparseOp,
+    SparseWeight,
+    Storage,
+    formats_for,
+    op_of,
+)
+from sparsecc.ops.bsr import BsrFormat, BsrWeight
+from sparsecc.ops.csr import CsrFormat, CsrWeight
 from sparsecc.ops.functions import attach_reference_functions
-from sparsecc.ops.schema import DOMAIN, DOMAIN_VERSION, SPARSE_OP_TYPES
+from sparsecc.ops.nm import NmFormat, NmWeight
+from sparsecc.ops.nodes import bias_of, is_sparse_node, make_linear_node, weight_from_node
 from sparsecc.ops.verify import verify_model, verify_node
 
 __all__ = [
     "DOMAIN",
     "DOMAIN_VERSION",
-    "SPARSE_OP_TYPES",
+    "OPS",
+    "BsrFormat",
     "BsrWeight",
+    "CsrFormat",
     "CsrWeight",
+    "NmFormat",
     "NmWeight",
+    "SparseFormat",
+    "SparseOp",
     "SparseWeight",
+    "Storage",
     "attach_reference_functions",
     "bias_of",
+    "formats_for",
+    "is_sparse_node",
     "make_linear_node",
+    "op_of",
     "verify_model",
     "verify_node",
     "weight_from_node",

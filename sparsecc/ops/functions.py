@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from sparsecc.ops.reference import reference_function
-from sparsecc.ops.schema import DOMAIN, DOMAIN_VERSION, SPARSE_OP_TYPES
-
-MIN_OPSET = 18  # ScatterElements reduction="add", Shape start/end
+from sparsecc.ops.base import DOMAIN, DOMAIN_VERSION, OPS
+from sparsecc.ops.reference import MIN_OPSET, reference_function
 
 
 def attach_reference_functions(model: ir.Model) -> None:
@@ -18,12 +16,12 @@ def attach_reference_functions(model: ir.Model) -> None:
     """
     used = {node.op_type for node in model.graph if node.domain == DOMAIN}
     opset = max(model.opset_imports.get("", MIN_OPSET), MIN_OPSET)
-    for op_type in SPARSE_OP_TYPES:
+    for op_type, op in OPS.items():
         key = (DOMAIN, op_type, "")
         # A body written for another default opset (the model was re-normalised since) is rebuilt.
         stale = key in model.functions and model.functions[key].opset_imports.get("") != opset
         if op_type in used and (key not in model.functions or stale):
-            model.functions[key] = reference_function(op_type, opset)
+            model.functions[key] = reference_function(op, opset)
         elif op_type not in used and key in model.functions:
             del model.functions[key]
     if used:

@@ -1,14 +1,19 @@
 """analyze-sparsity: measure the sparsity already present in every linear weight.
 
-Per weight: density, N:M conformance (1:4, 2:4, 2:8, 4:8), the best block shape
-with its fill ratio, all-zero rows and columns, and the format the cost model
-would pick for `existing`. Results go to the context; the IR is never changed.
+Per weight: density, N:M conformance (1:4, 2:4, 2:8, 4:8), how well each block shape
+covers it, all-zero rows and columns. Results go to the context (the report's
+"detected" column, and the analysis dense-to-sparse prices for `existing`); the IR is
+never changed. Layers that are sparse ops already (a sparsified file given back to us)
+get their report row too, so a backend can say what runs them.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 
+from sparsecc import ops
+from sparsecc.ops.metadata import INITIALIZER_NAME, WEIGHT_NAME
 from sparsecc.passes.context import CompileContext
 from sparsecc.passes.linear import find_linears
 from sparsecc.sparsity.detect import analyze_weight
@@ -25,7 +30,15 @@ class AnalyzeSparsityPass(ir.passes.InPlacePass):
         for match in find_linears(model.graph):
             analysis = analyze_weight(match.w())
             self.context.analyses[match.name] = analysis
-            row = self.context.record(match.name, match.shape)
+            row = self.context.record(match.name, match.shape, match.initializer_name)
             row.detected = analysis.describe()
             row.density = analysis.density
+        for node in model.graph:
+            if ops.is_sparse_node(node):
+                weight = ops.weight_from_node(node)
+                name = node.metadata_props.get(WEIGHT_NAME) or node.name
+                row = self.context.record(name, weight.shape, node.metadata_props.get(INITIALIZER_NAME, ""))
+                row.format = row.detected = weight.format.label
+                row.density = float(np.count_nonzero(weight.values)) / (weight.shape[0] * weight.shape[1])
+                row.reason = "a sparse op in the model given"
         return ir.passes.PassResult(model, modified=False)

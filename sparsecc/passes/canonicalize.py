@@ -5,7 +5,7 @@ The form is `MatMul(X, Wt) [+ Add(b)]` (see `linear.py`). Rules, in order:
   Gemm(A, B)                   -> MatMul(A, B')
   MatMul(X, Transpose(W))      -> MatMul(X, W^T)           # fold the constant transpose
 Constant nodes are lifted to initializers first, so weights are found either way, and
-every linear weight is tagged with its user-facing name for the spec's selectors.
+every linear weight is tagged with its names (user-facing and initializer) for the spec's selectors.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import onnx_ir as ir
 from onnx_ir.passes.common import LiftConstantsToInitializersPass
 from onnxscript.rewriter import MatchResult, RewriteRuleClassBase, RewriteRuleSet
 
-from sparsecc.passes.linear import PARAM_KEY, constant_of, find_linears, weight_name
+from sparsecc.ops.metadata import INITIALIZER_NAME, WEIGHT_NAME
+from sparsecc.passes.linear import constant_of, copy_names, find_linears
 
 
 def _gemm_weight(node: ir.Node, b: ir.Value, check: MatchResult) -> np.ndarray | None:
@@ -35,7 +36,7 @@ def _gemm_weight(node: ir.Node, b: ir.Value, check: MatchResult) -> np.ndarray |
 
 def _new_weight(op, source: ir.Value, array: np.ndarray, suffix: str) -> ir.Value:
     value = op.initializer(ir.tensor(array, name=f"{source.name}{suffix}"))
-    value.metadata_props[PARAM_KEY] = weight_name(source)
+    copy_names(source, value)
     return value
 
 
@@ -107,16 +108,17 @@ class CanonicalizePass(ir.passes.InPlacePass):
         modified = LiftConstantsToInitializersPass(size_limit=2)(model).modified
         modified |= RULES.apply_to_model(model) > 0
         for match in find_linears(model.graph):
-            if PARAM_KEY not in match.weight.metadata_props:
-                match.weight.metadata_props[PARAM_KEY] = match.weight.name
-                modified = True
+            for key in (WEIGHT_NAME, INITIALIZER_NAME):
+                if key not in match.weight.metadata_props:
+                    match.weight.metadata_props[key] = match.weight.name
+                    modified = True
         if modified:
             ir.passes.common.RemoveUnusedNodesPass()(model)
         return ir.passes.PassResult(model, modified)
 
     def ensures(self, model: ir.Model) -> None:
         untagged = [
-            m.weight.name for m in find_linears(model.graph) if PARAM_KEY not in m.weight.metadata_props
+            m.weight.name for m in find_linears(model.graph) if WEIGHT_NAME not in m.weight.metadata_props
         ]
         if untagged:
             raise ir.passes.PostconditionError(f"linear weights without a user-facing name: {untagged}")

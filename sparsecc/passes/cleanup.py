@@ -1,8 +1,9 @@
 """cleanup: tidy the graph after the rewrites, with onnx-ir's own passes.
 
 Drops nodes and initializers nothing uses, keeps the reference functions in step
-with the sparse ops actually present, removes opset imports nobody needs and sorts
-the graph topologically.
+with the sparse ops actually present, removes opset imports nobody needs, names the
+nodes the rewrites created (unique names, as the frontend left them) and sorts the
+graph topologically.
 """
 
 from __future__ import annotations
@@ -28,5 +29,6 @@ class CleanupPass(ir.passes.InPlacePass):
         modified |= set(model.functions) != functions_before
         modified |= common.RemoveUnusedFunctionsPass()(model).modified
         modified |= common.RemoveUnusedOpsetsPass()(model).modified
+        modified |= common.NameFixPass()(model).modified
         modified |= common.TopologicalSortPass()(model).modified
         return ir.passes.PassResult(model, modified)

@@ -1,32 +1,63 @@
-"""State shared by the passes of one pipeline run: the spec and the per-weight report.
+"""What the passes of one compile share: the spec, the target and its cost model, calibration
+data, and the report they fill in.
 
-Passes stay `onnx_ir` passes (`call(model) -> PassResult`); what they learn about each
-weight goes into `CompileContext.weights`, which the report and the backends read.
+Passes stay `onnx_ir` passes (`call(model) -> PassResult`); what they need beyond the IR
+comes from the `CompileContext`, and what they learn about each weight goes into its
+`WeightReport` rows, which the backends complete (the kernel that runs, and why).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
+from typing import Protocol
 
+import numpy as np
+
+from sparsecc.passes.cost import CostModel
 from sparsecc.sparsity.detect import WeightAnalysis
+from sparsecc.sparsity.spec import Rule, SparsitySpec
 
 logger = logging.getLogger(__name__)
+
+
+class Target(Protocol):
+    """What passes may know of the target a backend resolved (`backends/tvm/target.py` and others)."""
+
+    name: str  # "cpu", "aarch64", "cuda:sm_90", "onnxruntime"
+    family: str  # "x86", "aarch64", "cuda", "onnxruntime"
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """Input batches for passes that need data: each batch maps graph input names to arrays."""
+
+    batches: tuple[dict[str, np.ndarray], ...]
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 @dataclasses.dataclass
 class WeightReport:
     """One row of the report: what sparsecc saw and did for one linear weight."""
 
-    name: str  # user-facing: torch parameter name or ONNX initializer name
+    name: str  # user-facing: torch parameter name or the module path the exporter recorded
     shape: tuple[int, int]  # W[out, in]
+    initializer: str = ""  # the weight's initializer name in the file given
     density: float = 1.0  # after pruning
     detected: str = ""  # what analyze-sparsity found (before pruning)
     pattern: str = "-"  # the spec rule's pattern, "-" when no rule matched
-    format: str = "dense"  # "dense", "BSR 1x16", "N:M 2:4", "CSR"
+    format: str = "dense"  # what the IR stores: "dense", "BSR 1x16", "N:M 2:4", "CSR"
     reason: str = ""  # why this format (and why not sparse, when dense)
-    est_speedup: float | None = None  # cost model, sparse kernel vs dense
-    kernel: str | None = None  # filled by a native backend
+    est_speedup: float | None = None  # the cost model's estimate, sparse kernel vs dense
+    kernel: str | None = None  # filled by a backend: the kernel that runs this layer
+    runs: str | None = None  # filled by a backend: the format that kernel computes with
+    kernel_reason: str = ""  # filled by a backend: why that kernel (rules that declined, tuning)
     measured_speedup: float | None = None  # filled by a native backend when it measures
 
     def as_dict(self) -> dict:
@@ -35,20 +66,27 @@ class WeightReport:
 
 @dataclasses.dataclass
 class CompileContext:
-    """The spec (None: analysis only) and what the passes recorded per weight name."""
+    """Everything one pipeline run shares; created by the compiler driver, read by passes and backends."""
 
-    spec: object | None = None  # sparsecc.compiler.spec.SparsitySpec
+    spec: SparsitySpec | None = None  # None: analysis only
+    target: Target | None = None
+    cost_model: CostModel | None = None  # the backend's, for `target`; dense-to-sparse requires it
+    calibration: Calibration | None = None
     weights: dict[str, WeightReport] = dataclasses.field(default_factory=dict)
     analyses: dict[str, WeightAnalysis] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
-    def record(self, name: str, shape: tuple[int, int]) -> WeightReport:
+    @property
+    def report(self) -> list[WeightReport]:
+        return list(self.weights.values())
+
+    def record(self, name: str, shape: tuple[int, int], initializer: str = "") -> WeightReport:
         if name not in self.weights:
-            self.weights[name] = WeightReport(name, tuple(shape))
+            self.weights[name] = WeightReport(name, tuple(shape), initializer=initializer)
         return self.weights[name]
 
-    def rule_for(self, name: str):
-        return None if self.spec is None else self.spec.rule_for(name)
+    def rule_for(self, *names: str) -> Rule | None:
+        return None if self.spec is None else self.spec.rule_for(*names)
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:

@@ -1,9 +1,10 @@
-"""dense-to-sparse: rewrite each selected linear into a `sparsecc` sparse op.
+"""dense-to-sparse: rewrite each selected linear into a `sparsecc` sparse op where it pays.
 
-Per weight, the format is the one the spec asks for (`block` -> BsrMatMul, `N:M` ->
-NmMatMul, `unstructured` -> CsrMatMul) or, for `existing`, the best one detected.
-A weight stays dense when the cost model says the format would not pay; the refusal
-is a `MatchResult` failure whose reason lands in the report.
+Per weight, the candidate formats are those the registered ops offer for the spec's
+pattern (`block` -> BSR, `N:M` -> N:M, `unstructured` -> CSR; `existing` -> whatever the
+analysed structure allows). The backend's cost model prices each for its target, and the
+fastest paying one is used. A weight stays dense when none pays; the refusal is a
+`MatchResult` failure whose reason lands in the report.
 """
 
 from __future__ import annotations
@@ -13,65 +14,53 @@ import onnx_ir as ir
 from onnxscript.rewriter import MatchResult
 
 from sparsecc import ops
-from sparsecc.compiler import spec as spec_lib
-from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight
+from sparsecc.ops.metadata import INITIALIZER_NAME, WEIGHT_NAME
 from sparsecc.passes.context import CompileContext, WeightReport
+from sparsecc.passes.cost import CostModel, Estimate
 from sparsecc.passes.linear import LinearMatch, find_linears
-from sparsecc.sparsity import cost
-from sparsecc.sparsity.detect import analyze_weight, block_fit, conforms_nm
+from sparsecc.sparsity.detect import WeightAnalysis, analyze_weight
+from sparsecc.sparsity.patterns import Dense, Existing
 
 
-def _estimate_for(pattern, w: np.ndarray, result: MatchResult) -> cost.Estimate | None:
-    """The estimate of the format `pattern` asks for, or None (reason on `result`)."""
-    if isinstance(pattern, spec_lib.Dense):
-        result.fail("the spec keeps this weight dense")
-        return None
-    if isinstance(pattern, spec_lib.Existing):
-        analysis = analyze_weight(w)
-        if analysis.best is None and analysis.density == 1.0:
-            result.fail("the weight has no zeros")
-        elif analysis.best is None:
-            best = max(analysis.candidates, key=lambda e: e.speedup)
-            result.fail(f"no sparse format pays: best is {best.why_not()}")
-        return analysis.best
-    if isinstance(pattern, spec_lib.BlockSparsity):
-        fit = block_fit(w, tuple(pattern.block), int(np.count_nonzero(w)))
-        return cost.estimate_bsr(w.shape, fit.block, fit.block_density)
-    if isinstance(pattern, spec_lib.NMSparsity):
-        if not conforms_nm(w, pattern.n, pattern.m):
-            result.fail(f"weight does not conform to {pattern.n}:{pattern.m}; run the prune pass first")
-            return None
-        return cost.estimate_nm(w.shape, pattern.n, pattern.m)
-    if isinstance(pattern, spec_lib.Unstructured):
-        return cost.estimate_csr(w.shape, float(np.count_nonzero(w)) / w.size)
-    result.fail(f"no sparse format for pattern {pattern!r}")
-    return None
+def _analysis(match: LinearMatch, w: np.ndarray, context: CompileContext) -> WeightAnalysis:
+    """analyze-sparsity's result when it saw this weight as it is now, else a fresh one."""
+    known = context.analyses.get(match.name)
+    return known if known is not None and known.density == np.count_nonzero(w) / w.size else analyze_weight(w)
 
 
-def _sparse_weight(estimate: cost.Estimate, w: np.ndarray):
-    if estimate.format == "bsr":
-        return BsrWeight.from_dense(w, tuple(int(v) for v in estimate.detail.split("x")))
-    if estimate.format == "nm":
-        n, m = (int(v) for v in estimate.detail.split(":"))
-        return NmWeight.from_dense(w, n, m)
-    return CsrWeight.from_dense(w)
-
-
-def choose_format(match: LinearMatch, context: CompileContext) -> tuple[cost.Estimate | None, MatchResult]:
-    """The format for this layer, or None with the reason it stays dense."""
+def choose_format(match: LinearMatch, context: CompileContext) -> tuple[Estimate | None, MatchResult]:
+    """The fastest paying format for this layer, or None with the reason it stays dense."""
     result = MatchResult()
-    rule = context.rule_for(match.name)
+    rule = context.rule_for(*match.names)
     if rule is None:
         return None, result.fail("no spec rule matches this weight")
-    estimate = _estimate_for(rule.pattern, match.w(), result)
-    if estimate is not None and not estimate.pays:
-        return None, result.fail(estimate.why_not())
-    return estimate, result
+    if isinstance(rule.pattern, Dense):
+        return None, result.fail("the spec keeps this weight dense")
+    w = match.w()
+    analysis = _analysis(match, w, context) if isinstance(rule.pattern, Existing) else None
+    if analysis is not None and analysis.density == 1.0:
+        return None, result.fail("the weight has no zeros")
+    estimates, refusals = [], []
+    for fmt in ops.formats_for(rule.pattern, match.shape, analysis):
+        refusal = fmt.refuses(w)
+        if refusal:
+            refusals.append(refusal)
+        else:
+            estimates.append(context.cost_model.estimate(fmt, w, match.tokens))
+    paying = [e for e in estimates if e.pays]
+    if paying:
+        return max(paying, key=lambda e: (round(e.speedup, 6), -e.bytes_ratio)), result
+    if estimates:
+        best = max(estimates, key=lambda e: e.speedup)
+        prefix = "no sparse format pays: best is " if len(estimates) > 1 else ""
+        return None, result.fail(prefix + best.reason)
+    return None, result.fail(refusals[0] if refusals else f"no sparse format for {rule.pattern.describe()}")
 
 
-def _rewrite(graph: ir.Graph, match: LinearMatch, sparse) -> None:
+def _rewrite(graph: ir.Graph, match: LinearMatch, sparse: ops.SparseWeight) -> None:
     old_output = match.output
-    node = ops.make_linear_node(sparse, match.x, match.bias, name=match.name, graph=graph)
+    names = {WEIGHT_NAME: match.name, INITIALIZER_NAME: match.initializer_name}
+    node = ops.make_linear_node(sparse, match.x, match.bias, name=match.name, graph=graph, names=names)
     graph.insert_before(match.matmul, node)
     new_output = node.outputs[0]
     name = old_output.name
@@ -90,11 +79,16 @@ class DenseToSparsePass(ir.passes.InPlacePass):
         super().__init__()
         self.context = context
 
+    def requires(self, model: ir.Model) -> None:
+        if self.context.cost_model is None:
+            raise ir.passes.PreconditionError("dense-to-sparse needs the backend's cost model in the context")
+
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
+        cost_model: CostModel = self.context.cost_model
         for match in find_linears(model.graph):
-            row: WeightReport = self.context.record(match.name, match.shape)
-            rule = self.context.rule_for(match.name)
+            row: WeightReport = self.context.record(match.name, match.shape, match.initializer_name)
+            rule = self.context.rule_for(*match.names)
             if rule is not None:
                 row.pattern = rule.pattern.describe()
             estimate, result = choose_format(match, self.context)
@@ -102,13 +96,11 @@ class DenseToSparsePass(ir.passes.InPlacePass):
                 row.format, row.reason = "dense", result.reason
                 continue
             w = match.w()
-            _rewrite(model.graph, match, _sparse_weight(estimate, w))
+            _rewrite(model.graph, match, estimate.format.compress(w))
             row.format = estimate.label
             row.density = float(np.count_nonzero(w)) / w.size
             row.est_speedup = round(estimate.speedup, 2)
-            row.reason = (
-                f"estimated {estimate.speedup:.1f}x dense, {estimate.bytes_ratio:.0%} of the dense bytes"
-            )
+            row.reason = f"{estimate.reason} ({cost_model.name})"
             modified = True
         if modified:
             ops.attach_reference_functions(model)

@@ -4,17 +4,18 @@ After `canonicalize`, a linear layer with a constant weight is
 `MatMul(X, Wt)` with `Wt` a 2-D float initializer holding `W^T` ([in, out]),
 optionally followed by `Add(Y, b)` with `b` a 1-D initializer [out] when `Y`
 feeds nothing else. Only standard ONNX: a canonical model still runs anywhere.
-Each weight initializer carries its user-facing name in metadata (PARAM_KEY).
+Each weight initializer carries its user-facing name in metadata (`ops.metadata`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import onnx_ir as ir
 
-PARAM_KEY = "sparsecc.param"  # metadata_props: torch parameter / original initializer name
+from sparsecc.ops.metadata import INITIALIZER_NAME, WEIGHT_NAME
 
 
 @dataclasses.dataclass
@@ -36,6 +37,23 @@ class LinearMatch:
         return weight_name(self.weight)
 
     @property
+    def initializer_name(self) -> str:
+        return initializer_name(self.weight)
+
+    @property
+    def names(self) -> tuple[str, str]:
+        """What spec selectors match: the user-facing name and the initializer name."""
+        return self.name, self.initializer_name
+
+    @property
+    def tokens(self) -> int | None:
+        """Rows of X per call (its leading dimensions multiplied), when the IR knows them."""
+        shape = self.x.shape
+        if shape is None or len(shape) < 2 or not all(isinstance(d, int) for d in shape[:-1]):
+            return None
+        return int(math.prod(shape[:-1]))
+
+    @property
     def shape(self) -> tuple[int, int]:
         """W's shape [out, in]."""
         inp, out = self.weight.const_value.shape
@@ -50,7 +68,17 @@ class LinearMatch:
 
 
 def weight_name(value: ir.Value) -> str:
-    return value.metadata_props.get(PARAM_KEY) or value.name or "<unnamed>"
+    return value.metadata_props.get(WEIGHT_NAME) or value.name or "<unnamed>"
+
+
+def initializer_name(value: ir.Value) -> str:
+    return value.metadata_props.get(INITIALIZER_NAME) or value.name or ""
+
+
+def copy_names(source: ir.Value, target: ir.Value) -> None:
+    """Carry a weight's names over to the initializer that replaces it."""
+    target.metadata_props[WEIGHT_NAME] = weight_name(source)
+    target.metadata_props[INITIALIZER_NAME] = initializer_name(source)
 
 
 def constant_of(value: ir.Value | None) -> ir.TensorProtocol | None:
@@ -110,7 +138,7 @@ def replace_weight(match: LinearMatch, w: np.ndarray) -> None:
         type=ir.TensorType(ir.DataType.FLOAT),
         const_value=ir.tensor(wt, name=name),
     )
-    new.metadata_props[PARAM_KEY] = match.name
+    copy_names(match.weight, new)
     graph.register_initializer(new)
     match.matmul.replace_input_with(1, new)
     match.weight = new

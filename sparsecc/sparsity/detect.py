@@ -1,12 +1,14 @@
-"""Find the sparsity that is already in a linear weight `W[out, in]`."""
+"""Find the sparsity that is already in a linear weight `W[out, in]`: structure facts, no prices.
+
+Which storage format would pay for that structure is the backend's cost model's call
+(see `passes/dense_to_sparse.py`); this module only measures.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
-
-from sparsecc.sparsity import cost
 
 NM_CANDIDATES = ((1, 4), (2, 4), (2, 8), (4, 8))
 BLOCK_CANDIDATES = (
@@ -40,11 +42,14 @@ class WeightAnalysis:
     shape: tuple[int, int]
     density: float
     nm: tuple[tuple[int, int], ...]  # N:M patterns the weight conforms to
-    best_block: BlockFit | None  # the block shape whose blocks are fullest (largest among ties)
+    block_fits: tuple[BlockFit, ...]  # every candidate block shape that divides W
     zero_rows: int
     zero_cols: int
-    best: cost.Estimate | None  # the best format for `existing` (None when nothing pays)
-    candidates: tuple[cost.Estimate, ...]
+
+    @property
+    def best_block(self) -> BlockFit | None:
+        """The block shape whose blocks are fullest (the largest among ties)."""
+        return max(self.block_fits, key=lambda f: (round(f.fill, 2), f.block[0] * f.block[1]), default=None)
 
     def describe(self) -> str:
         """Short human text for the report's "detected" column."""
@@ -75,36 +80,26 @@ def conforms_nm(w: np.ndarray, n: int, m: int) -> bool:
     return bool(np.all(np.count_nonzero(w.reshape(out, inp // m, m), axis=2) <= n))
 
 
-def block_fit(w: np.ndarray, block: tuple[int, int], nnz: int) -> BlockFit:
+def block_fit(w: np.ndarray, block: tuple[int, int], nnz: int | None = None) -> BlockFit:
     out, inp = w.shape
     r, c = block
+    nnz = int(np.count_nonzero(w)) if nnz is None else nnz
     present = np.any(w.reshape(out // r, r, inp // c, c) != 0, axis=(1, 3))
     n_present = int(present.sum())
     return BlockFit(block, n_present / present.size, nnz / (n_present * r * c) if n_present else 1.0)
 
 
 def analyze_weight(w: np.ndarray) -> WeightAnalysis:
-    """Density, N:M conformance, best block shape and the best format by the cost model."""
+    """Density, N:M conformance, the fit of every candidate block shape, empty rows and columns."""
     out, inp = w.shape
     nonzero = w != 0
     nnz = int(nonzero.sum())
-    density = nnz / w.size
-    nm = tuple(p for p in NM_CANDIDATES if conforms_nm(w, *p))
-    candidates = [cost.estimate_csr(w.shape, density)]
-    candidates += [cost.estimate_nm(w.shape, n, m) for n, m in nm]
-    fits = [block_fit(w, b, nnz) for b in BLOCK_CANDIDATES if out % b[0] == 0 and inp % b[1] == 0]
-    block_estimates = {f.block: cost.estimate_bsr(w.shape, f.block, f.block_density) for f in fits}
-    candidates += block_estimates.values()
-    # The block that describes the weight: the fullest blocks, then the largest of those.
-    best_block = max(fits, key=lambda f: (round(f.fill, 2), f.block[0] * f.block[1]), default=None)
-    paying = [e for e in candidates if e.pays]
+    fits = tuple(block_fit(w, b, nnz) for b in BLOCK_CANDIDATES if out % b[0] == 0 and inp % b[1] == 0)
     return WeightAnalysis(
         shape=(out, inp),
-        density=density,
-        nm=nm,
-        best_block=best_block,
+        density=nnz / w.size,
+        nm=tuple(p for p in NM_CANDIDATES if conforms_nm(w, *p)),
+        block_fits=fits,
         zero_rows=int(np.sum(~nonzero.any(axis=1))),
         zero_cols=int(np.sum(~nonzero.any(axis=0))),
-        best=max(paying, key=lambda e: (round(e.speedup, 6), -e.bytes_ratio), default=None),
-        candidates=tuple(candidates),
     )

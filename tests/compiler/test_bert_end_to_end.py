@@ -10,8 +10,8 @@ import pytest
 
 import sparsecc
 from sparsecc.backends.ort import session
-from sparsecc.compiler import frontend
-from sparsecc.ops.formats import NmWeight
+from sparsecc.compiler import frontends
+from sparsecc.ops import NmWeight
 from sparsecc.sparsity.detect import conforms_nm
 from tests.hf_bert import make_hf_bert, prune_hf_bert
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 def cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "sparsecc.compiler.cli", *args], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "sparsecc.tools.cli", *args], capture_output=True, text=True, timeout=600
     )
 
 
@@ -29,7 +29,7 @@ def pruned_bert(tmp_path_factory):
     """The pre-pruned BertModel exported to ONNX, and its inputs."""
     model, inputs = make_hf_bert()
     prune_hf_bert(model)
-    ir_model, feeds = frontend.resolve_model(model, inputs)
+    ir_model, feeds = frontends.resolve_model(model, inputs)
     path = tmp_path_factory.mktemp("bert") / "model.onnx"
     ir.save(ir_model, path)
     return path, feeds
@@ -77,7 +77,7 @@ def test_torch_module_with_spec_matches_portable_and_patterns_hold():
     sparse = sparsecc.sparsify(model, spec, example_inputs=inputs)
     portable = sparsecc.sparsify(model, spec, example_inputs=inputs, portable=True)
     assert not any(n.domain == "sparsecc" for n in portable.graph.node)
-    feeds = frontend.resolve_model(model, inputs)[1]
+    feeds = frontends.resolve_model(model, inputs)[1]
     agreement = session.compare(sparse, portable, feeds, tolerance=1e-5)
     assert agreement.ok, agreement
     # every selected weight satisfies its pattern exactly

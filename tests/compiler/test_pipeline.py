@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from onnx_ir.passes.common import NameFixPass
 
 from sparsecc.compiler.pipeline import DEFAULT_PIPELINE, Pipeline, parse_pipeline
 from sparsecc.errors import PipelineError
@@ -17,6 +18,7 @@ def test_parse_rejects_unknown_pass_and_lists_known():
 
 def test_runs_in_order_times_and_reports_modified(tmp_path):
     model = linear_model(np.ones((8, 8), np.float32))
+    NameFixPass()(model)  # as every frontend leaves a model
     seen = []
     runs = Pipeline(
         "canonicalize,analyze-sparsity,cleanup",

@@ -7,7 +7,7 @@ import torch
 
 from sparsecc import models
 from sparsecc.backends.ort import session
-from sparsecc.compiler import api, frontend
+from sparsecc.compiler import api, frontends
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -15,7 +15,7 @@ def test_zoo_model_end_to_end(name):
     zoo = models.get(name)
     with torch.no_grad():
         expected = zoo.module(*zoo.example_inputs).numpy()
-    ir_model, feeds = frontend.resolve_model(f"zoo:{name}")
+    ir_model, feeds = frontends.resolve_model(f"zoo:{name}")
     dense = ir.serde.serialize_model(ir_model)
     got = session.run(dense, feeds)[0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

@@ -7,7 +7,7 @@ import pytest
 
 from sparsecc import ops
 from sparsecc.backends.ort import session
-from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight
+from sparsecc.ops import BsrWeight, CsrWeight, NmWeight
 from tests.ops.test_reference_bodies import single_op_model
 
 RNG = np.random.default_rng(11)

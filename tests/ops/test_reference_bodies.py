@@ -6,7 +6,7 @@ import pytest
 
 from sparsecc import ops
 from sparsecc.backends.ort import session
-from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight
+from sparsecc.ops import BsrWeight, CsrWeight, NmWeight
 from sparsecc.sparsity.masks import block_mask, nm_mask, unstructured_mask
 
 RNG = np.random.default_rng(7)

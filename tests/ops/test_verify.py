@@ -6,7 +6,7 @@ import pytest
 
 from sparsecc import ops
 from sparsecc.errors import VerificationError
-from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight
+from sparsecc.ops import BsrWeight, CsrWeight, NmWeight
 from tests.ops.test_reference_bodies import single_op_model
 
 

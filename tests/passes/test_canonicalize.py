@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from sparsecc.ops.metadata import WEIGHT_NAME
 from sparsecc.passes.canonicalize import CanonicalizePass
-from sparsecc.passes.linear import PARAM_KEY, find_linears
+from sparsecc.passes.linear import find_linears
 from tests.onnx_text import apply, linear_model, model_from_text, run
 
 RNG = np.random.default_rng(0)
@@ -18,7 +19,7 @@ def test_gemm_becomes_matmul_add(bias, trans_b):
     assert apply(CanonicalizePass(), model).modified
     assert [n.op_type for n in model.graph] == (["MatMul", "Add"] if bias is not None else ["MatMul"])
     (match,) = find_linears(model.graph)
-    assert match.name == "W" and match.weight.metadata_props[PARAM_KEY] == "W"
+    assert match.name == "W" and match.weight.metadata_props[WEIGHT_NAME] == "W"
     np.testing.assert_array_equal(match.w(), W)
     np.testing.assert_allclose(run(model, {"X": X})[0], want, rtol=1e-6, atol=1e-6)
 

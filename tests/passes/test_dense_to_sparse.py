@@ -2,13 +2,15 @@ import numpy as np
 import pytest
 
 from sparsecc import ops
-from sparsecc.compiler.spec import SparsitySpec
+from sparsecc.backends.tvm.cost import TvmCostModel
+from sparsecc.backends.tvm.target import resolve_target
 from sparsecc.passes.canonicalize import CanonicalizePass
 from sparsecc.passes.cleanup import CleanupPass
 from sparsecc.passes.context import CompileContext
 from sparsecc.passes.dense_to_sparse import DenseToSparsePass
 from sparsecc.passes.prune import PrunePass
 from sparsecc.sparsity.masks import block_mask, nm_mask, unstructured_mask
+from sparsecc.sparsity.spec import SparsitySpec
 from tests.onnx_text import apply, linear_model, run
 
 RNG = np.random.default_rng(3)
@@ -20,7 +22,8 @@ X = RNG.standard_normal((2, 5, 128)).astype(np.float32)
 def convert(w, spec, bias=B, prune=False):
     model = linear_model(w, bias, batch="2, 5")
     apply(CanonicalizePass(), model)
-    context = CompileContext(spec=SparsitySpec.parse(spec))
+    target = resolve_target("x86_64")  # a fixed CPU: the same decisions on every host
+    context = CompileContext(spec=SparsitySpec.parse(spec), target=target, cost_model=TvmCostModel(target))
     if prune:
         apply(PrunePass(context), model)
     want = run(model, {"X": X})[0]
@@ -73,3 +76,17 @@ def test_prune_then_convert_without_bias():
     assert modified and row.format == "BSR 4x4"
     assert len(model.graph[0].inputs) == 4  # no bias input
     np.testing.assert_allclose(run(model, {"X": X})[0], want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_existing_picks_the_fastest_paying_format():
+    """'existing' prices every format the structure allows and keeps the fastest."""
+    _, _, row, _ = convert(W * block_mask(W, (16, 1), 0.9), "existing")
+    assert row.format == "BSR 16x1"  # 16x1 blocks beat the 8x1, 4x1 and CSR views of the same zeros
+    assert "bsr_16x1_x86" in row.reason
+
+
+def test_needs_a_cost_model():
+    model = linear_model(W, B, batch="2, 5")
+    apply(CanonicalizePass(), model)
+    with pytest.raises(Exception, match="needs the backend's cost model"):
+        DenseToSparsePass(CompileContext(spec=SparsitySpec.parse("existing")))(model)

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from sparsecc.compiler.spec import SparsitySpec
 from sparsecc.errors import SpecError
 from sparsecc.passes.canonicalize import CanonicalizePass
 from sparsecc.passes.context import CompileContext
 from sparsecc.passes.linear import find_linears
 from sparsecc.passes.prune import PrunePass
 from sparsecc.sparsity.detect import conforms_nm
+from sparsecc.sparsity.spec import SparsitySpec
 from tests.onnx_text import apply, linear_model
 
 W = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32)

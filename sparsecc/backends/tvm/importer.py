@@ -1,17 +1,16 @@
-"""ONNX IR -> Relax through TVM's own ONNX importer, extended (not edited) for our ops.
+"""ONNX -> Relax through TVM's own ONNX importer, extended (not edited) for our ops.
 
-The extension renames, in a copy of the graph, the nodes we convert ourselves to
-private op names, so TVM's unsupported-op check and dispatch (which look at the op
-type only, not the domain) never confuse them with its own:
-  sparsecc::BsrMatMul / NmMatMul / CsrMatMul -> our sparse kernels (call_tir)
-  MatMul(X, constant 2-D W)                  -> our dense kernel (call_tir)
-  Attention (opset 23, standard domain)       -> matmul/softmax/matmul in Relax
+Lowering only: the kernel of every linear layer was chosen (and tuned) before, by node
+name (`selection.py`). The extension renames, in a copy of the graph, the nodes we
+convert ourselves to private op types, so TVM's unsupported-op check and dispatch (which
+look at the op type only, not the domain) never confuse them with its own:
+  a linear layer with a chosen kernel (sparse op, MatMul by a constant W) -> call_tir of it
+  Attention (opset 23, standard domain)                                   -> matmul/softmax/matmul
 Everything TVM cannot import is reported at once, in one line.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 
@@ -19,43 +18,39 @@ import numpy as np
 import onnx
 
 from sparsecc.backends.tvm.kernels import Kernel
-from sparsecc.backends.tvm.kernels.registry import make_kernel
-from sparsecc.backends.tvm.target import TargetInfo
 from sparsecc.errors import UnsupportedOpError
-from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight
 
 logger = logging.getLogger(__name__)
 
 PRIVATE = "sparsecc__"  # prefix of the op types only our converters handle
-SPARSE_OPS = ("BsrMatMul", "NmMatMul", "CsrMatMul")
+LINEAR = PRIVATE + "Linear"
+ATTENTION = PRIVATE + "Attention"
 
 
-@dataclasses.dataclass
-class LoweredLayer:
-    """What the importer did with one linear layer, for the report."""
-
-    node: str
-    kind: str  # "BsrMatMul", ..., "MatMul"
-    kernel: Kernel
-    weight_shape: tuple[int, int]
-    m: int  # rows of X the kernel was built for (leading dimensions folded)
-
-
-def mark_private_ops(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy whose sparse, constant-weight MatMul and standard Attention nodes carry private op types."""
+def mark_private_ops(model: onnx.ModelProto, linear_nodes: set[str]) -> onnx.ModelProto:
+    """A copy whose chosen linear layers and standard Attention nodes carry private op types."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    constants = {init.name for init in model.graph.initializer}
-    del model.functions[:]  # sparse-op reference bodies: our converters replace them
-    for index, node in enumerate(model.graph.node):
-        if not node.name:
-            node.name = f"{node.op_type}_{index}"
-        if node.domain == "sparsecc" and node.op_type in SPARSE_OPS:
-            node.op_type, node.domain = PRIVATE + node.op_type, ""
-        elif node.domain in ("", "ai.onnx") and node.op_type == "MatMul" and node.input[1] in constants:
-            node.op_type = PRIVATE + "DenseMatMul"
+    del model.functions[:]  # sparse-op reference bodies: our kernels replace them
+    for node in model.graph.node:
+        if node.op_type == "ConstantOfShape" and node.domain in ("", "ai.onnx"):
+            _scalar_fill_value(node)
+        if node.name in linear_nodes:
+            node.op_type, node.domain = LINEAR, ""
         elif node.domain in ("", "ai.onnx") and node.op_type == "Attention":
-            node.op_type = PRIVATE + "Attention"
+            node.op_type = ATTENTION
+        elif node.domain == "sparsecc":
+            raise UnsupportedOpError(
+                f"sparse node '{node.name}' ({node.op_type}) has no kernel; was it verified?"
+            )
     return model
+
+
+def _scalar_fill_value(node: onnx.NodeProto) -> None:
+    """ConstantOfShape's one-element `value` as a 0-d tensor: TVM broadcasts a 1-element 1-D value
+    and fails when the requested shape is empty (a scalar), as TorchScript exports of BERT ask."""
+    for attribute in node.attribute:
+        if attribute.name == "value" and list(attribute.t.dims) == [1]:
+            del attribute.t.dims[:]
 
 
 def _importer_class():
@@ -64,11 +59,9 @@ def _importer_class():
     class SparseccImporter(onnx_frontend.ONNXGraphImporter):
         """TVM's ONNX graph importer plus converters for sparsecc's ops."""
 
-        def __init__(self, shape_dict, dtype_dict, target: TargetInfo, tuner=None):
+        def __init__(self, shape_dict, dtype_dict, kernels: dict[str, Kernel]):
             super().__init__(shape_dict, dtype_dict)
-            self.target_info = target
-            self.tuner = tuner  # tuning.KernelTuner, or None for the default tiles
-            self.layers: list[LoweredLayer] = []
+            self.kernels = kernels  # node name -> the kernel chosen for it
 
         def _check_for_unsupported_ops(self, graph):
             known = onnx_frontend._get_convert_map()
@@ -92,36 +85,21 @@ def _importer_class():
                 return self.bb.normalize(exact_gelu(inputs[0]))
             if not op_name.startswith(PRIVATE):
                 return super()._convert_operator(op_name, inputs, attrs, opset)
-            kind = op_name[len(PRIVATE) :]
-            if kind == "Attention":
+            if op_name == ATTENTION:
                 return self.bb.normalize(convert_attention(self.bb, inputs, attrs))
-            return self.bb.normalize(self._convert_linear(kind, inputs, attrs))
+            return self.bb.normalize(self._convert_linear(inputs[0], attrs["tvm_custom"]["name"]))
 
-        def _convert_linear(self, kind, inputs, attrs):
+        def _convert_linear(self, x, name: str):
             from tvm import relax
 
-            x = inputs[0]
+            kernel = self.kernels[name]
             shape = [int(d) for d in x.ty.shape]
-            if kind == "DenseMatMul":
-                wt = _constant(inputs[1])
-                if len(shape) < 2 or wt.ndim != 2 or x.ty.dtype != "float32":
-                    return relax.op.matmul(x, inputs[1])
-                weight, bias = np.ascontiguousarray(wt.T), None
-            else:
-                weight = _sparse_weight(kind, [_constant(v) for v in inputs[1:]], attrs)
-                bias_input = (
-                    inputs[len(weight.arrays()) + 1] if len(inputs) > len(weight.arrays()) + 1 else None
+            m, inp = math.prod(shape[:-1]), shape[-1]
+            out = kernel.constants[-1].shape[0]  # every kernel's last constant is the bias [out]
+            if kernel.m != m:
+                raise AssertionError(
+                    f"the kernel for '{name}' was built for {kernel.m} tokens, the graph has {m}"
                 )
-                bias = None if bias_input is None else _constant(bias_input)
-            out, inp = weight.shape
-            m = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-            kernel = make_kernel(weight, bias, m, self.target_info)
-            if self.tuner is not None:
-                kernel = self.tuner.tune(kernel, weight, bias, m)
-            name = attrs["tvm_custom"]["name"]
-            self.layers.append(
-                LoweredLayer(name, kind.replace("DenseMatMul", "MatMul"), kernel, (out, inp), m)
-            )
             func = self.bb.add_func(kernel.prim_func.without_attr("global_symbol"), _func_name(name, kernel))
             x2 = self.bb.emit(relax.op.reshape(x, (m, inp)))
             y2 = self.bb.emit(
@@ -139,23 +117,6 @@ def _importer_class():
 def _func_name(node_name: str, kernel: Kernel) -> str:
     clean = "".join(ch if ch.isalnum() else "_" for ch in node_name)[-40:]
     return f"{kernel.name}_{clean}"
-
-
-def _constant(expr) -> np.ndarray:
-    from tvm.ir.expr import Constant
-
-    if not isinstance(expr, Constant):
-        raise UnsupportedOpError("a sparse op's weight inputs must be constants (initializers)")
-    return expr.value.numpy()
-
-
-def _sparse_weight(kind: str, arrays: list[np.ndarray], attrs: dict):
-    shape = tuple(int(s) for s in attrs["shape"])
-    if kind == "BsrMatMul":
-        return BsrWeight(arrays[0], arrays[1], arrays[2], shape, tuple(int(b) for b in attrs["block"]))
-    if kind == "NmMatMul":
-        return NmWeight(arrays[0], arrays[1], shape, int(attrs["n"]), int(attrs["m"]))
-    return CsrWeight(arrays[0], arrays[1], arrays[2], shape)
 
 
 def convert_attention(bb, inputs, attrs):
@@ -221,12 +182,11 @@ def import_onnx(
     model: onnx.ModelProto,
     input_shapes: dict[str, tuple],
     input_dtypes: dict[str, str],
-    target: TargetInfo,
-    tuner=None,
+    kernels: dict[str, Kernel] | None = None,
 ):
-    """Relax IRModule of `model` with static input shapes, and the linear layers it lowered."""
-    marked = mark_private_ops(model)
-    importer = _importer_class()(input_shapes, input_dtypes, target, tuner)
+    """Relax IRModule of `model` with static input shapes; `kernels` maps linear node names to their kernel."""
+    kernels = kernels or {}
+    marked = mark_private_ops(model, set(kernels))
+    importer = _importer_class()(input_shapes, input_dtypes, kernels)
     opset = next((o.version for o in marked.opset_import if o.domain in ("", "ai.onnx")), 1)
-    module = importer.from_onnx(marked.graph, opset)
-    return module, importer.layers
+    return importer.from_onnx(marked.graph, opset)

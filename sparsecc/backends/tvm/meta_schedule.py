@@ -11,7 +11,7 @@ Builds and local measurements run in this process (`InProcessBuilder`,
 ~10 s per kernel here for kernels that build in 0.2 s. Through an RPC tracker the
 builder exports each candidate and TVM's RPCRunner measures it on the device.
 
-Work-around for the apache-tvm 0.27.0.post1 wheel (tvm-0.27.md section 0):
+Work-around for the apache-tvm 0.27.0.post1 wheel (docs/tvm-notes.md, "Environment"):
 `import tvm.s_tir.tensor_intrin` takes ~45 s (it parses every tensor intrinsic) and
 MetaSchedule imports it; our design spaces tensorize nothing, so an empty package
 stands in for it.

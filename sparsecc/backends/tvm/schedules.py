@@ -12,17 +12,28 @@ ours, in dlight's shape (`apply` returns a Schedule, or None when it does not ap
                0.137 -> 0.064 ms)
   Injective    element-wise / layout ops: outer axes fused and parallel, inner vectorised
 Our linear kernels are hand-scheduled TIR marked `tirx.is_scheduled`, so no rule touches them.
+
+A rule returns None when it does not apply. An exception inside a rule is a bug: it is
+logged with the rule's name and the function, and it fails the build under `--debug` and
+in the tests (SPARSECC_DEBUG=1); otherwise the next rule gets the function.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
+import os
 
 from tvm import s_tir, tirx
 from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import get_extent
+from tvm.s_tir.dlight.base.common_schedules import try_inline
 from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
+
+from sparsecc.errors import ScheduleRuleError
+
+logger = logging.getLogger(__name__)
+DEBUG_ENV = "SPARSECC_DEBUG"  # "1": a failing rule fails the build
 
 LANES = 16
 TILE_ROWS, TILE_VECTORS = 4, 2  # batch-matmul register tile: 4 rows x 32 columns, 8 accumulators (512 B)
@@ -58,11 +69,8 @@ class BatchMatmul(CPUScheduleRule):
         kinds = reductions[0].dom_kind()
         if kinds.count("R") != 1 or len(kinds) < 3:
             return None
-        for info in infos[:-1]:  # inline producers such as transposes and scalings
-            try:
-                sch.compute_inline(info.block_rv)
-            except Exception:
-                return None
+        if try_inline(sch, list(infos[:-1])):  # producers such as transposes and scalings must inline
+            return None
         loops = sch.get_loops(block)
         *outer, row, last, reduce = loops
         rows, columns = get_extent(sch, row), get_extent(sch, last)
@@ -116,6 +124,9 @@ class RowReduction(CPUScheduleRule):
         reductions = [info.block_rv for info in infos if not info.is_injective()]
         if lead < 1 or not reductions or any(kind.count("R") > 1 or "RS" in kind for kind in kinds):
             return None
+        # a row reduction keeps only the rows (e.g. a matmul with an epilogue keeps all its axes)
+        if any(kind.count("S") != lead for kind in kinds if "R" in kind) or len(kinds[-1]) <= lead:
+            return None
         partials = []
         for block in reductions:  # rfactor first: it needs each reduction alone in its loop nest
             reduce = sch.get_loops(block)[-1]
@@ -149,9 +160,7 @@ class Injective(CPUScheduleRule):
         infos = normalize_prim_func(sch)
         if not infos or not all(info.is_injective() for info in infos):
             return None
-        for info in infos[:-1]:
-            with contextlib.suppress(Exception):
-                sch.compute_inline(info.block_rv)
+        try_inline(sch, list(infos[:-1]))  # dlight's helper: what cannot inline stays a block of its own
         for info in normalize_prim_func(sch) or []:
             loops = sch.get_loops(info.block_rv)
             if not loops:
@@ -169,8 +178,8 @@ class Injective(CPUScheduleRule):
         return sch
 
 
-class _Guarded(dl.ScheduleRule):
-    """A rule that declines (None) instead of failing the build when its schedule does not fit."""
+class _Reported(dl.ScheduleRule):
+    """Runs a rule; an exception in it is logged with its name, and fails the build in debug mode."""
 
     def __init__(self, rule: dl.ScheduleRule):
         self.rule = rule
@@ -178,7 +187,14 @@ class _Guarded(dl.ScheduleRule):
     def apply(self, func, target, tunable):
         try:
             return self.rule.apply(func, target, tunable)
-        except Exception:
+        except Exception as error:  # any TVM or Python error inside a rule is a bug in that rule
+            name = (
+                func.attrs["global_symbol"] if func.attrs and "global_symbol" in func.attrs else "a function"
+            )
+            message = f"schedule rule {type(self.rule).__name__} failed on {name}: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}"
+            if os.environ.get(DEBUG_ENV) == "1":
+                raise ScheduleRuleError(message) from error
+            logger.warning("%s; the next rule gets it", message)
             return None
 
 
@@ -186,4 +202,4 @@ def apply_cpu_schedules(module, target):
     """Schedule every unscheduled PrimFunc of a legalized, fused module for a CPU target."""
     rules = [BatchMatmul(), dl.cpu.GEMV(), RowReduction(), dl.cpu.Reduction(), Injective()]
     with target:
-        return dl.ApplyDefaultSchedule(*[_Guarded(rule) for rule in rules])(module)
+        return dl.ApplyDefaultSchedule(*[_Reported(rule) for rule in rules])(module)

@@ -71,19 +71,6 @@ class TuningRecords:
         os.replace(tmp, self.path)
 
 
-def tile_space(weight, m: int, target: TargetInfo) -> list[dict]:
-    """Candidate tiles for a kernel, the default first (each kernel module owns its space)."""
-    from sparsecc.backends.tvm.kernels.csr import csr_tile_space
-    from sparsecc.backends.tvm.kernels.nm import nm_tile_space
-    from sparsecc.ops.formats import CsrWeight, NmWeight
-
-    if isinstance(weight, NmWeight):
-        return nm_tile_space(weight, m, target)
-    if isinstance(weight, CsrWeight):
-        return csr_tile_space(weight, m, target)
-    return []  # CUDA's blocked kernel has no tunables yet
-
-
 @dataclasses.dataclass(frozen=True)
 class RpcConfig:
     """Measure on another machine through a TVM RPC tracker: HOST:PORT:KEY."""
@@ -123,7 +110,7 @@ def _remote_module(executable, target: TargetInfo, rpc: RpcConfig):
 
     from tvm import rpc as tvm_rpc
 
-    from sparsecc.backends.tvm.artifact import export_library
+    from sparsecc.backends.tvm.export import export_library
 
     try:
         session = tvm_rpc.connect_tracker(rpc.host, rpc.port).request(
@@ -147,7 +134,7 @@ def grid_search_tiles(
 
     Returns (tiles, ms, new trials).
     """
-    from sparsecc.backends.tvm.kernels.registry import make_kernel
+    from sparsecc.backends.tvm.kernels.rules import make_kernel, tile_space
 
     workload = workload_key(weight, m)
     record = records.lookup(target, workload)
@@ -198,7 +185,7 @@ class KernelTuner:
         Measuring both is what keeps a sparse layer from running slower than dense on this
         target (the cost model only estimates, and does not know M or the target).
         """
-        from sparsecc.backends.tvm.kernels.registry import make_kernel
+        from sparsecc.backends.tvm.kernels.rules import make_kernel
 
         if not self.active:
             return kernel
@@ -206,14 +193,15 @@ class KernelTuner:
         started, before = time.perf_counter(), self.trials_run
         tuned, ms, method = self._tune_one(kernel, weight, bias, m)
         note = ""
-        if not isinstance(weight, np.ndarray) and ms is not None:
+        if tuned.runs != "dense" and ms is not None:
             dense_weight = weight.to_dense()
             dense, dense_ms, _ = self._tune_one(
                 make_kernel(dense_weight, bias, m, self.target), dense_weight, bias, m
             )
             if dense_ms is not None and dense_ms < ms:
                 note = f"; kept dense: {tuned.name} measured {ms:.3f} ms, dense {dense_ms:.3f} ms"
-                tuned, ms = dense, dense_ms
+                reason = f"tuning measured {tuned.name} at {ms:.3f} ms and dense at {dense_ms:.3f} ms"
+                tuned, ms = dataclasses.replace(dense, reason=reason), dense_ms
         new = self.trials_run - before
         logger.info(
             "tuning kernel %d (%s, %dx%d, m=%d, %s): %s, %s%s in %.1f s%s",
@@ -232,7 +220,7 @@ class KernelTuner:
 
     def _tune_one(self, kernel, weight, bias, m: int):
         """(kernel, ms or None, method): MetaSchedule with a design space, else the grid search."""
-        from sparsecc.backends.tvm.kernels.registry import make_kernel
+        from sparsecc.backends.tvm.kernels.rules import make_kernel, tile_space
 
         if kernel.design_space is not None:
             if self._meta_schedule is None:

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import tvm
 
-from sparsecc.backends.tvm.kernels.registry import make_kernel
+from sparsecc.backends.tvm.kernels.rules import make_kernel
 
 EM_AARCH64 = 183
 
@@ -66,7 +66,7 @@ def cuda_ptx(weight, bias, m, target) -> str:
 
 def aarch64_build(weight, m, target, tmp_path) -> tuple[str, bytes | None]:
     """NEON assembly of the kernel, and its shared object when the cross compiler exists."""
-    from sparsecc.backends.tvm.artifact import export_library
+    from sparsecc.backends.tvm.export import export_library
 
     kernel = make_kernel(weight, None, m, target)
     module = tvm.compile(kernel.prim_func, target=target.target)

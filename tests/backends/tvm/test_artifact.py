@@ -75,7 +75,7 @@ def test_corrupted_truncated_and_foreign_artifacts(saved, tmp_path):
     path, _, _ = saved
     flipped = tmp_path / "flipped.sccpkg"
     _rewrite(path, flipped, lambda n, d: d[:-100] + bytes(100) if n == "model.so" else d)
-    with pytest.raises(ArtifactError, match="corrupted: the library's sha256"):
+    with pytest.raises(ArtifactError, match="corrupted: the sha256 of model.so does not match"):
         sparsecc.load(flipped)
     truncated = tmp_path / "truncated.sccpkg"
     truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -102,6 +102,6 @@ def test_cli_refuses_a_foreign_artifact_in_one_line(saved, tmp_path):
     foreign = tmp_path / "foreign.sccpkg"
     _rewrite(path, foreign, other_arch)
     proc = subprocess.run(
-        [sys.executable, "-m", "sparsecc.compiler.cli", "run", str(foreign)], capture_output=True, text=True
+        [sys.executable, "-m", "sparsecc.tools.cli", "run", str(foreign)], capture_output=True, text=True
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "aarch64" in proc.stderr

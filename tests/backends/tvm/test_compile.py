@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import sparsecc
-from sparsecc.compiler import frontend
+from sparsecc.compiler import frontends
 from sparsecc.errors import InputError
 from tests.hf_bert import make_hf_bert, prune_hf_bert
 
@@ -45,7 +45,7 @@ def test_bert_from_torch_module(pruned_bert):
 
 def test_bert_from_onnx_file(pruned_bert, tmp_path):
     model, inputs, expected = pruned_bert
-    ir_model, feeds = frontend.resolve_model(model, inputs)
+    ir_model, feeds = frontends.resolve_model(model, inputs)
     ir.save(ir_model, tmp_path / "bert.onnx")
     cm = sparsecc.compile(str(tmp_path / "bert.onnx"), "existing", example_inputs=feeds)
     check_bert(cm, inputs, expected)
@@ -75,6 +75,7 @@ def test_wrong_input_shape_and_dtype():
         cm(x.astype(np.float64))
     with pytest.raises(InputError, match="takes 1 inputs"):
         cm(x, x)
+    assert 0 < cm.benchmark(x, number=2, repeat=2) < 1000  # milliseconds of one call, TVM's timer
 
 
 def test_cli_compile_run(tmp_path):
@@ -83,7 +84,7 @@ def test_cli_compile_run(tmp_path):
         [
             sys.executable,
             "-m",
-            "sparsecc.compiler.cli",
+            "sparsecc.tools.cli",
             "compile",
             "zoo:mlp",
             "--spec",
@@ -103,7 +104,7 @@ def test_cli_compile_run(tmp_path):
         [
             sys.executable,
             "-m",
-            "sparsecc.compiler.cli",
+            "sparsecc.tools.cli",
             "run",
             str(pkg),
             "--input",
@@ -120,7 +121,7 @@ def test_cli_compile_run(tmp_path):
         [
             sys.executable,
             "-m",
-            "sparsecc.compiler.cli",
+            "sparsecc.tools.cli",
             "run",
             str(pkg),
             "--input",

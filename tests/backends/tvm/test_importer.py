@@ -5,7 +5,7 @@ import onnx
 import pytest
 
 from sparsecc.backends.ort import session
-from sparsecc.backends.tvm.compile import build_relax
+from sparsecc.backends.tvm.build import build_relax
 from sparsecc.backends.tvm.importer import import_onnx
 from sparsecc.backends.tvm.target import resolve_target
 from sparsecc.errors import UnsupportedOpError
@@ -20,10 +20,10 @@ def run_tvm(proto, feeds):
 
     shapes = {k: v.shape for k, v in feeds.items()}
     dtypes = {k: str(v.dtype) for k, v in feeds.items()}
-    module, layers = import_onnx(proto, shapes, dtypes, TARGET)
+    module = import_onnx(proto, shapes, dtypes)
     vm = relax.VirtualMachine(build_relax(module, TARGET), tvm.cpu())
     out = vm["main"](*[tvm.runtime.tensor(feeds[i.name], tvm.cpu()) for i in proto.graph.input])
-    return (out.numpy() if hasattr(out, "numpy") else out[0].numpy()), layers
+    return out.numpy() if hasattr(out, "numpy") else out[0].numpy()
 
 
 def attention_model(shape_q, shape_kv, attrs: dict, mask_type=None):
@@ -70,7 +70,7 @@ def test_standard_attention_matches_onnxruntime(shape_q, shape_kv, attrs, mask):
     elif mask == onnx.TensorProto.FLOAT:
         feeds["M"] = RNG.standard_normal((16, 16)).astype(np.float32)
     want = session.run(proto, feeds)[0]
-    got, _ = run_tvm(proto, feeds)
+    got = run_tvm(proto, feeds)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -79,4 +79,15 @@ def test_unsupported_ops_are_listed_in_one_error():
         g (float[4] X) => (float[4] Y) { A = acme.Frob(X)
          Y = acme.Blah(A) }""")
     with pytest.raises(UnsupportedOpError, match=r"cannot compile these ops: acme::Blah, acme::Frob"):
-        import_onnx(proto, {"X": (4,)}, {"X": "float32"}, TARGET)
+        import_onnx(proto, {"X": (4,)}, {"X": "float32"})
+
+
+def test_constant_of_shape_with_an_empty_shape_gives_a_scalar():
+    """TorchScript exports of BERT fill a scalar this way; TVM's converter alone fails on it."""
+    proto = onnx.parser.parse_model("""<ir_version: 10, opset_import: ["" : 23]>
+        g (float[4] X) => (float[4] Y) {
+          empty = Constant<value = int64[0] {}>()
+          three = ConstantOfShape<value = float[1] {3}>(empty)
+          Y = Add(X, three) }""")
+    x = RNG.standard_normal(4).astype(np.float32)
+    np.testing.assert_allclose(run_tvm(proto, {"X": x}), x + 3, rtol=1e-6)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from sparsecc.backends.tvm.kernels.registry import make_kernel
+from sparsecc.backends.tvm.kernels.rules import make_kernel
 from sparsecc.backends.tvm.target import resolve_target
-from sparsecc.ops.formats import BsrWeight, CsrWeight, NmWeight
+from sparsecc.ops import BsrWeight, CsrWeight, NmWeight
 from sparsecc.sparsity.masks import block_mask, nm_mask, unstructured_mask
 
 tvm = pytest.importorskip("tvm")

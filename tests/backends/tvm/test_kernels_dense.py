@@ -8,7 +8,8 @@ import pytest
 
 pytest.importorskip("tvm")
 
-from sparsecc.backends.tvm.kernels.registry import dense_as_blocks, make_kernel
+from sparsecc.backends.tvm.kernels.blocks import dense_as_blocks
+from sparsecc.backends.tvm.kernels.rules import make_kernel
 from sparsecc.backends.tvm.target import resolve_target
 from tests.backends.tvm.kernel_checks import EM_AARCH64, aarch64_build, check, cuda_ptx, elf_machine
 
@@ -81,7 +82,7 @@ def test_gemv_needs_whole_vectors_along_the_inputs():
 
 
 def test_one_token_through_one_row_blocks_runs_the_dense_gemv():
-    from sparsecc.ops.formats import BsrWeight, CsrWeight
+    from sparsecc.ops import BsrWeight, CsrWeight
 
     w = RNG.standard_normal((64, 64)).astype(np.float32) * (RNG.random((64, 64)) < 0.1)
     for weight in (CsrWeight.from_dense(w), BsrWeight.from_dense(w, (1, 1))):

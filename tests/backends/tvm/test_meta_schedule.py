@@ -8,10 +8,10 @@ import pytest
 pytest.importorskip("tvm")
 
 from sparsecc.backends.tvm.kernels.blocked_cpu import token_tile_choices
-from sparsecc.backends.tvm.kernels.registry import make_kernel
+from sparsecc.backends.tvm.kernels.rules import make_kernel
 from sparsecc.backends.tvm.meta_schedule import MetaScheduleTuner, database_dir
 from sparsecc.backends.tvm.target import resolve_target
-from sparsecc.ops.formats import BsrWeight
+from sparsecc.ops import BsrWeight
 from sparsecc.sparsity.masks import block_mask
 from tests.backends.tvm.kernel_checks import check_kernel
 

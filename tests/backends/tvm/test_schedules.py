@@ -105,3 +105,54 @@ def test_batch_matmul_register_tiles_and_fallback_match_numpy(a_shape, b_shape):
     )
     got = vm["main"](tvm.runtime.tensor(x, tvm.cpu()), tvm.runtime.tensor(y, tvm.cpu())).numpy()
     np.testing.assert_allclose(got, x.astype(np.float64) @ y, rtol=1e-4, atol=1e-4)
+
+
+def masked_scores_module(shape=(1, 4, 32, 32)):
+    """Attention's Q K^T with a boolean mask applied as an epilogue, as the exporters write it."""
+    builder = relax.BlockBuilder()
+    q, k = (relax.Var(n, relax.TensorType(shape, "float32")) for n in ("q", "k"))
+    mask = relax.Var("mask", relax.TensorType((1, 1, shape[2], shape[3]), "bool"))
+    with builder.function("main", [q, k, mask]):
+        with builder.dataflow():
+            scores = builder.emit(relax.op.matmul(q, k))
+            out = builder.emit(relax.op.where(mask, scores, relax.const(-1e9, "float32")))
+            out = builder.emit_output(out)
+        builder.emit_func_output(out)
+    return relax.get_pipeline("zero")(builder.get())
+
+
+def test_row_reduction_declines_a_matmul_with_an_epilogue():
+    """It once crashed on this function ("the loop no longer exists"), and the crash was swallowed."""
+    module = masked_scores_module()
+    funcs = [f for f in module.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    with CPU.target:
+        assert all(RowReduction().apply(func, CPU.target, False) is None for func in funcs)
+    rng = np.random.default_rng(3)
+    q, k = (rng.standard_normal((1, 4, 32, 32)).astype(np.float32) for _ in range(2))
+    mask = rng.random((1, 1, 32, 32)) > 0.3
+    vm = relax.VirtualMachine(
+        tvm.compile(apply_cpu_schedules(module, CPU.target), target=CPU.target), tvm.cpu()
+    )
+    got = vm["main"](*(tvm.runtime.tensor(a, tvm.cpu()) for a in (q, k, mask))).numpy()
+    np.testing.assert_allclose(got, np.where(mask, q.astype(np.float64) @ k, -1e9), rtol=1e-4, atol=1e-4)
+
+
+def test_a_rule_that_crashes_fails_the_build_in_debug_mode(monkeypatch, caplog):
+    """Never swallowed: logged with the rule's name, and an error under --debug and in the tests."""
+    from sparsecc.backends.tvm import schedules
+
+    def broken(self, func, target, tunable):
+        raise ValueError("broken on purpose")
+
+    monkeypatch.setattr(schedules.RowReduction, "apply", broken)
+    module = legalized((1, 128, 768), layer_norm)
+    with pytest.raises(Exception, match="schedule rule RowReduction failed .*broken on purpose"):
+        apply_cpu_schedules(module, CPU.target)
+    monkeypatch.setenv("SPARSECC_DEBUG", "0")
+    with caplog.at_level("WARNING"):
+        scheduled = apply_cpu_schedules(module, CPU.target)  # logged, and the next rules get the function
+    assert "schedule rule RowReduction failed" in caplog.text
+    x = np.random.default_rng(0).standard_normal((1, 128, 768)).astype(np.float32)
+    np.testing.assert_allclose(
+        run(scheduled, x), numpy_layer_norm(x.astype(np.float64)), rtol=1e-4, atol=1e-4
+    )

@@ -86,10 +86,10 @@ def test_bad_rpc_address_is_one_clear_error():
 
 
 def test_a_sparse_layer_that_measures_slower_than_dense_runs_dense(tmp_path):
-    from sparsecc.backends.tvm.kernels.registry import make_kernel
+    from sparsecc.backends.tvm.kernels.rules import make_kernel
     from sparsecc.backends.tvm.target import resolve_target
     from sparsecc.backends.tvm.tuning import KernelTuner
-    from sparsecc.ops.formats import CsrWeight
+    from sparsecc.ops import CsrWeight
     from tests.backends.tvm.kernel_checks import check_kernel
 
     cpu = resolve_target("cpu")

@@ -6,7 +6,7 @@ One micro-kernel serves BSR (its own blocks), CSR (1x1 blocks) and dense weights
 by R broadcast-FMAs. The weight is a compile-time constant, so nnzb is static and the
 values are pre-packed as [nnzb, C, R].
 
-The kernel is written as schedulable TIR (sblocks, tvm-0.27.md section 2) and
+The kernel is written as schedulable TIR (sblocks; docs/tvm-notes.md, "Block-sparse TIR") and
 `schedule_blocked` turns it into the micro-kernel. The token tile MT is its tunable:
 fixed here from the register budget, or sampled by MetaSchedule (`design_space`).
 Data flow: X -> X^T (zero-padded to a multiple of the vector width, tiled transpose)
@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsecc.backends.tvm.kernels import Kernel
-from sparsecc.ops.formats import BsrWeight
+from sparsecc.backends.tvm.kernels import Kernel, KernelRule
+from sparsecc.backends.tvm.kernels.blocks import as_blocks, family_label, operands
+from sparsecc.ops import BsrFormat, BsrWeight, CsrFormat
 
 MAX_VECTORS_PER_TILE = 8  # MT <= 8 vectors: the accumulator must stay in registers
 
@@ -44,11 +45,6 @@ def default_tiles(block: tuple[int, int], m: int, lanes: int) -> dict[str, int]:
     rows = max(block[0], 1)
     wanted = lanes * (8 if rows == 1 else 2 if rows == 2 else 1)
     return {"MT": max(mt for mt in token_tile_choices(m, lanes) if mt <= wanted)}
-
-
-def packed_values(weight: BsrWeight) -> np.ndarray:
-    """[nnzb, R, C] -> [nnzb, C, R]: the R values one input column meets are contiguous."""
-    return np.ascontiguousarray(weight.values.transpose(0, 2, 1), dtype=np.float32)
 
 
 def blocked_linear(m: int, weight: BsrWeight, lanes: int):
@@ -141,7 +137,7 @@ def schedule_blocked(sch, m: int, weight_shape: tuple[int, int], lanes: int, mt:
     sch.parallel(o0)
     sch.vectorize(o1)
     (row,) = sch.get_loops(sch.get_sblock("row"))
-    sch.parallel(row)  # outer-block loops last (tvm-0.27.md section 4, COW bug)
+    sch.parallel(row)  # outer-block loops last (docs/tvm-notes.md, "Schedule primitives": COW bug)
 
 
 def design_space(m: int, weight_shape: tuple[int, int], lanes: int):
@@ -189,10 +185,55 @@ def make_blocked_kernel(
     )
 
 
-def operands(weight: BsrWeight, bias: np.ndarray | None) -> list[np.ndarray]:
-    """The kernel's constants: packed values, block columns, row_ptr, bias (zeros when absent)."""
-    values, indices = packed_values(weight), weight.col_indices
-    if weight.nnz_blocks == 0:  # a buffer cannot be empty: one unused zero block
-        values, indices = np.zeros((1, weight.block[1], weight.block[0]), np.float32), np.zeros(1, np.int32)
-    bias = np.zeros(weight.shape[0], np.float32) if bias is None else bias.astype(np.float32)
-    return [values, indices.astype(np.int32), weight.row_ptr.astype(np.int32), bias]
+# Rows per block -> useful FLOP rate against the dense kernel. The kernel vectorises over tokens
+# and shares each X^T load across the R rows of a block, so tall blocks amortise loads best.
+# Measured (2026-11-28, Zen 4, 2 threads, bench/bench_layers.py, M=128) against onnxruntime dense,
+# rounded down so estimates err towards dense: 16x1 0.80 (90%) / 0.98 (50%), 8x1 0.86 / 0.95,
+# 4x4 0.83 / 0.91, 1x16 0.42-0.45, CSR 0.40-0.44; 2 rows not measured.
+ROWS_EFFICIENCY = ((8, 0.75), (4, 0.7), (2, 0.5))
+CSR_EFFICIENCY = 0.35
+# 1-4 tokens: the dense layer runs the GEMV kernel, which the token-vectorised kernel (M padded
+# to a vector) cannot match: 16x1 and 4x4 at 90% measured 1.4-2.1x the GEMV (one thread), 0.14-0.21.
+FEW_TOKENS_EFFICIENCY = 0.15
+
+
+def _one_row(fmt) -> bool:
+    return isinstance(fmt, CsrFormat) or (isinstance(fmt, BsrFormat) and fmt.block[0] == 1)
+
+
+class BlockedCpu(KernelRule):
+    """BSR with its own blocks, CSR as 1x1 blocks and dense W as full blocks, on CPUs."""
+
+    name = "blocked_cpu"
+    formats = (BsrFormat, CsrFormat, None)
+    summary = "block-sparse micro-kernel vectorised over tokens"
+
+    def declines(self, fmt, shape, m, target) -> str | None:
+        if target.family == "cuda":
+            return "runs on CPUs only"
+        if m == 1 and _one_row(fmt):
+            # the kernel pads tokens to a vector: with one token and 1-row blocks it uses 1 lane in
+            # `lanes` and measured 0.5-0.9x the dense GEMV at 90% sparsity (one thread, 768x768)
+            return f"one token: 1-row blocks would fill 1 of {target.lanes} vector lanes"
+        return None
+
+    def efficiency(self, fmt, shape, m, target) -> float:
+        if fmt is None:
+            return 1.0
+        if isinstance(fmt, CsrFormat):
+            return CSR_EFFICIENCY
+        rows, cols = fmt.block
+        if m is not None and m <= 4 and rows > 1:
+            return FEW_TOKENS_EFFICIENCY
+        for min_rows, efficiency in ROWS_EFFICIENCY:
+            if rows >= min_rows:
+                return efficiency
+        return CSR_EFFICIENCY + (0.05 if cols >= 4 else 0.0)  # 1x16: measured 0.42-0.45
+
+    def label(self, fmt, shape, target) -> str:
+        return f"{family_label(fmt, shape[0])}_{target.family}"
+
+    def build(self, weight, bias, m, target, tiles=None) -> Kernel:
+        fmt = None if isinstance(weight, np.ndarray) else weight.format
+        label = self.label(fmt, weight.shape, target)
+        return make_blocked_kernel(as_blocks(weight), bias, m, target.lanes, label, tiles)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsecc.backends.tvm.kernels import Kernel
-from sparsecc.backends.tvm.kernels.blocked_cpu import operands
-from sparsecc.ops.formats import BsrWeight
+from sparsecc.backends.tvm.kernels import Kernel, KernelRule
+from sparsecc.backends.tvm.kernels.blocked_cpu import BlockedCpu
+from sparsecc.backends.tvm.kernels.blocks import as_blocks, family_label, operands
+from sparsecc.ops import BsrFormat, BsrWeight
 
 THREADS = 256
 
@@ -65,3 +66,24 @@ def blocked_linear_cuda(m: int, weight: BsrWeight, name: str = "main"):
 def make_cuda_kernel(weight: BsrWeight, bias: np.ndarray | None, m: int, label: str) -> Kernel:
     flops = 2 * m * weight.values.size
     return Kernel(label, blocked_linear_cuda(m, weight), operands(weight, bias), {"threads": THREADS}, flops)
+
+
+class BlockedCuda(KernelRule):
+    """BSR with its own blocks and dense W as full blocks, on CUDA."""
+
+    name = "blocked_cuda"
+    formats = (BsrFormat, None)
+    summary = "one thread per output walking its block row (not yet run on a GPU)"
+
+    def declines(self, fmt, shape, m, target) -> str | None:
+        return None if target.family == "cuda" else "runs on CUDA only"
+
+    def efficiency(self, fmt, shape, m, target) -> float:
+        return BlockedCpu().efficiency(fmt, shape, None, target)  # not measured on a GPU
+
+    def label(self, fmt, shape, target) -> str:
+        return f"{family_label(fmt, shape[0])}_cuda"
+
+    def build(self, weight, bias, m, target, tiles=None) -> Kernel:
+        fmt = None if isinstance(weight, np.ndarray) else weight.format
+        return make_cuda_kernel(as_blocks(weight), bias, m, self.label(fmt, weight.shape, target))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsecc.backends.tvm.kernels import Kernel
+from sparsecc.backends.tvm.kernels import Kernel, KernelRule
 
 ACC_VECTORS = 8  # accumulators of M tokens x OB rows, kept in registers (8 x 64 B stays an alloca)
 
@@ -21,11 +21,6 @@ def rows_per_step(m: int, out: int) -> int:
 
 
 MAX_TOKENS = 4  # one thread, 768x768: M=1 0.039 vs 0.163 ms (blocked), M=4 0.070 vs 0.164, M=8 0.150 vs 0.166
-
-
-def fits(m: int, inp: int, lanes: int) -> bool:
-    """Few tokens, and whole vectors along the input features."""
-    return 1 <= m <= MAX_TOKENS and inp % lanes == 0
 
 
 def gemv_linear(m: int, out: int, inp: int, lanes: int, ob: int):
@@ -71,3 +66,29 @@ def make_gemv_kernel(w: np.ndarray, bias: np.ndarray | None, m: int, lanes: int,
     bias = np.zeros(out, np.float32) if bias is None else np.asarray(bias, np.float32)
     constants = [np.ascontiguousarray(w, np.float32), bias]
     return Kernel(label, gemv_linear(m, out, inp, lanes, ob), constants, {"OB": ob}, 2 * m * out * inp)
+
+
+class GemvCpu(KernelRule):
+    """Dense W with 1-4 tokens on CPUs: each weight row read once, shared by the tokens."""
+
+    name = "gemv_cpu"
+    formats = (None,)
+    summary = "GEMV kernel vectorised over the input features"
+
+    def declines(self, fmt, shape, m, target) -> str | None:
+        if target.family == "cuda":
+            return "runs on CPUs only"
+        if m is None or not 1 <= m <= MAX_TOKENS:
+            return f"it takes 1-{MAX_TOKENS} tokens, not {m if m is not None else 'an unknown number'}"
+        if shape[1] % target.lanes:
+            return f"in_features {shape[1]} is not a multiple of {target.lanes} lanes"
+        return None
+
+    def efficiency(self, fmt, shape, m, target) -> float:
+        return 1.0
+
+    def label(self, fmt, shape, target) -> str:
+        return f"dense_gemv_{target.family}"
+
+    def build(self, weight, bias, m, target, tiles=None) -> Kernel:
+        return make_gemv_kernel(weight, bias, m, target.lanes, self.label(None, weight.shape, target))

@@ -14,15 +14,9 @@ register tile is TB tokens x OB output vectors; values and lanes are packed
 it runs in ~4.1 ms against ~6.4 ms for the token-vectorised schedule below, whose
 per-entry index extraction (vpmovzx + shift + vpextrd) costs a third of its time.
 
-Token-vectorised schedule (aarch64 NEON, and shapes the permute one does not fit;
-tile PERM=0 forces it on x86): as in the CSR kernel, X is transposed into XT and each
-entry becomes a broadcast-FMA over MT tokens. R rows form a register tile
-acc[R, MT]; they walk the M-groups together, so the R*n entries of one group read
-at most M distinct XT rows (all in L1). The groups are split into chunks of GC
-groups whose XT slice (GC*M x MT floats) fits L1; a row block of RB rows passes
-over one chunk before the next, with partial sums parked in a small buffer.
-Values and positions are pre-packed at compile time as [out/R, groups, R, n] so the
-inner loop reads them sequentially; positions stay uint8 (5 bytes per entry).
+Elsewhere (aarch64 NEON, shapes the window does not divide) N:M runs the dense kernel:
+a token-vectorised gather-FMA kernel measured slower than dense at every M (2:4, x86:
+0.153 vs 0.089 ms at M=1, 3.26 vs 3.08 ms at M=128 for 3072x768), so it was removed.
 
 CUDA schedule: one thread per (token, output row), the token's X row staged in
 shared memory; values are packed [k, out] so a warp's loads are coalesced.
@@ -34,126 +28,26 @@ import logging
 
 import numpy as np
 
-from sparsecc.backends.tvm.kernels import Kernel
-from sparsecc.ops.formats import NmWeight
+from sparsecc.backends.tvm.kernels import Kernel, KernelRule
+from sparsecc.ops import NmFormat, NmWeight
 
 logger = logging.getLogger(__name__)
 
-L1_BYTES = 32 * 1024  # budget for the XT slice of one chunk
-ROW_BLOCK = 64  # rows per parallel task
-ACC_VECTORS = 16  # accumulator vectors per register tile (AVX-512 and NEON have 32 registers)
 # Permute window (float32 lanes of one register, tile W) -> the lane permute of that width.
 PERMUTES = {16: "llvm.x86.avx512.permvar.sf.512", 8: "llvm.x86.avx2.permps"}
 PERMUTE_TILES = ((3, 4), (2, 6), (1, 8))  # (OB, TB): output vectors x tokens, <= 12 accumulators
 CUDA_THREADS = 128
-TILE_NAMES = ("PERM", "W", "OB", "TB", "U8", "R", "MT", "GC", "RB", "threads")
+TILE_NAMES = ("PERM", "W", "OB", "TB", "U8", "threads")
 
 
-def _round_up(value: int, step: int) -> int:
-    return -(-value // step) * step
-
-
-def _largest_divisor_at_most(value: int, limit: int) -> int:
-    return next(d for d in range(max(1, min(limit, value)), 0, -1) if value % d == 0)
-
-
-def default_tiles(weight: NmWeight, m: int, lanes: int) -> dict[str, int]:
-    """R rows x MT tokens of accumulators (ACC_VECTORS vectors), GC groups per chunk, RB rows per task."""
-    out, inp = weight.shape
-    # 2 vectors x 8 rows beat 4 x 4 by ~10% (2:4, 3072x768); fewer tokens than lanes: next power of two.
-    mt = min(2 * lanes, _round_up(m, lanes)) if m >= lanes else 1 << (m - 1).bit_length()
-    rows = _largest_divisor_at_most(out, max(1, ACC_VECTORS // max(1, mt // lanes)))
-    groups = inp // weight.m
-    gc = _largest_divisor_at_most(groups, max(1, L1_BYTES // (4 * mt * weight.m)))
-    rb = rows * _largest_divisor_at_most(out // rows, max(1, ROW_BLOCK // rows))
-    return {"R": rows, "MT": mt, "GC": gc, "RB": rb}
-
-
-def pack(weight: NmWeight, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """values and in-group positions as [out/R, groups, R, n] (float32, uint8)."""
-    out, inp = weight.shape
-    groups = inp // weight.m
-    shape = (out // rows, rows, groups, weight.n)
-    values = weight.values.reshape(shape).transpose(0, 2, 1, 3)
-    positions = weight.indices.reshape(shape).transpose(0, 2, 1, 3)
-    return np.ascontiguousarray(values, np.float32), np.ascontiguousarray(positions, np.uint8)
-
-
-def nm_linear_cpu(m: int, weight: NmWeight, tiles: dict[str, int], name: str = "main"):
-    """PrimFunc (X[m, in], values[out/R, G, R, n], positions[out/R, G, R, n] u8, bias[out], Y[m, out])."""
-    from tvm.script import tirx as T
-
-    out, inp = weight.shape
-    n, group = weight.n, weight.m
-    groups = inp // group
-    rows, mt, gc, rb = tiles["R"], tiles["MT"], tiles["GC"], tiles["RB"]
-    m_padded = _round_up(m, mt)
-    n_tiles, n_chunks = m_padded // mt, groups // gc
-
-    @T.prim_func
-    def kernel(
-        X: T.Buffer((m, inp), "float32"),
-        values: T.Buffer((out // rows, groups, rows, n), "float32"),
-        positions: T.Buffer((out // rows, groups, rows, n), "uint8"),
-        bias: T.Buffer((out,), "float32"),
-        Y: T.Buffer((m, out), "float32"),
-    ):
-        T.func_attr({"tirx.noalias": True, "global_symbol": name, "tirx.is_scheduled": True})
-        XT = T.alloc_buffer((n_tiles, inp, mt), "float32")
-        for k in T.parallel(inp):
-            for tile, t in T.grid(n_tiles, mt):
-                XT[tile, k, t] = T.if_then_else(
-                    tile * mt + t < m, X[T.min(tile * mt + t, m - 1), k], T.float32(0)
-                )
-        for blk in T.parallel(out // rb):
-            part = T.alloc_buffer((rb, mt), "float32")
-            for tile in T.serial(n_tiles):
-                for c in T.serial(n_chunks):
-                    for rt in T.serial(rb // rows):
-                        acc = T.alloc_buffer((rows, mt), "float32")
-                        for r in T.unroll(rows):
-                            for t in T.vectorized(mt):
-                                acc[r, t] = T.if_then_else(
-                                    c == 0, bias[blk * rb + rt * rows + r], part[rt * rows + r, t]
-                                )
-                        for g in T.serial(gc):
-                            for r in T.unroll(rows):
-                                for j in T.unroll(n):
-                                    for t in T.vectorized(mt):
-                                        acc[r, t] = (
-                                            acc[r, t]
-                                            + XT[
-                                                tile,
-                                                (c * gc + g) * group
-                                                + T.Cast(
-                                                    "int32",
-                                                    positions[(blk * rb) // rows + rt, c * gc + g, r, j],
-                                                ),
-                                                t,
-                                            ]
-                                            * values[(blk * rb) // rows + rt, c * gc + g, r, j]
-                                        )
-                        if c == n_chunks - 1:
-                            for r in T.serial(rows):
-                                for t in T.serial(mt):
-                                    if tile * mt + t < m:
-                                        Y[tile * mt + t, blk * rb + rt * rows + r] = acc[r, t]
-                        else:
-                            for r in T.unroll(rows):
-                                for t in T.vectorized(mt):
-                                    part[rt * rows + r, t] = acc[r, t]
-
-    return kernel
-
-
-def permute_window(weight: NmWeight, target_info) -> int:
-    """The permute width for this weight and target, 0 if the permute schedule does not apply.
+def permute_window(group: int, shape: tuple[int, int], target_info) -> int:
+    """The permute width for N:M groups of `group` inputs on W of `shape`, 0 if it does not apply.
 
     It needs an x86 lane permute (AVX2: 8 lanes, AVX-512: 16) and M | W, W | in, W | out.
     """
-    out, inp = weight.shape
+    out, inp = shape
     window = max(int(target_info.vector_bits) // 32, 1)
-    fits = window in PERMUTES and window % weight.m == 0 and inp % window == 0 and out % window == 0
+    fits = window in PERMUTES and window % group == 0 and inp % window == 0 and out % window == 0
     return window if target_info.family == "x86" and fits else 0
 
 
@@ -297,10 +191,10 @@ def _merge(defaults: dict[str, int], tiles: dict | None) -> dict[str, int]:
 def make_nm_kernel(
     weight: NmWeight, bias: np.ndarray | None, m: int, target_info, tiles: dict | None = None
 ) -> Kernel:
-    """The scheduled N:M kernel for `target_info` (x86, aarch64 or cuda).
+    """The scheduled N:M kernel for `target_info`: the lane permute on x86, or CUDA.
 
-    `tiles` overrides the tunables: PERM (1: permute schedule where it applies, 0: token-vectorised),
-    OB/TB/U8 for the permute schedule (W, its width, follows the target), R/MT/GC/RB for the token-vectorised one, threads for CUDA.
+    `tiles` overrides the tunables: OB/TB/U8 for the permute schedule (W, its width, follows
+    the target), threads for CUDA.
     """
     out, _ = weight.shape
     bias_array = np.zeros(out, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
@@ -312,24 +206,16 @@ def make_nm_kernel(
         positions = np.ascontiguousarray(weight.indices.T, np.uint8)
         func = nm_linear_cuda(m, weight, threads)
         return Kernel(label, func, [values, positions, bias_array], {"threads": threads}, flops)
-    window = permute_window(weight, target_info)
-    if window and (tiles or {}).get("PERM", 1):
-        chosen = _merge(default_permute_tiles(weight, m, window), tiles)
-        if (out // window) % chosen["OB"] or chosen["TB"] < 1:
-            raise ValueError(f"tiles {chosen} must satisfy W*OB | out={out} and TB >= 1")
-        lane_dtype = np.uint8 if chosen["U8"] else np.int32
-        values, positions = pack_permute(weight, chosen["OB"], window, lane_dtype)
-        logger.debug("nm %d:%d %s m=%d permute tiles=%s", weight.n, weight.m, weight.shape, m, chosen)
-        func = nm_linear_permute(m, weight, chosen)
-        return Kernel(label, func, [values, positions, bias_array], chosen, flops)
-    lanes = max(int(target_info.vector_bits) // 32, 1)
-    chosen = _merge({**default_tiles(weight, m, lanes), "PERM": 0}, tiles)
-    groups = weight.shape[1] // weight.m
-    if out % chosen["RB"] or chosen["RB"] % chosen["R"] or groups % chosen["GC"]:
-        raise ValueError(f"tiles {chosen} must satisfy R | RB | out={out} and GC | groups={groups}")
-    values, positions = pack(weight, chosen["R"])
-    logger.debug("nm %d:%d %s m=%d tiles=%s", weight.n, weight.m, weight.shape, m, chosen)
-    func = nm_linear_cpu(m, weight, chosen)
+    window = permute_window(weight.m, weight.shape, target_info)
+    if not window:
+        raise ValueError(f"the N:M permute kernel does not fit {weight.n}:{weight.m} {out}x{weight.shape[1]}")
+    chosen = _merge(default_permute_tiles(weight, m, window), tiles)
+    if (out // window) % chosen["OB"] or chosen["TB"] < 1:
+        raise ValueError(f"tiles {chosen} must satisfy W*OB | out={out} and TB >= 1")
+    lane_dtype = np.uint8 if chosen["U8"] else np.int32
+    values, positions = pack_permute(weight, chosen["OB"], window, lane_dtype)
+    logger.debug("nm %d:%d %s m=%d permute tiles=%s", weight.n, weight.m, weight.shape, m, chosen)
+    func = nm_linear_permute(m, weight, chosen)
     return Kernel(label, func, [values, positions, bias_array], chosen, flops)
 
 
@@ -338,22 +224,70 @@ def nm_tile_space(weight: NmWeight, m: int, target_info) -> list[dict[str, int]]
     if target_info.family == "cuda":
         return [{"threads": t} for t in (CUDA_THREADS, 256, 64)]
     out, _ = weight.shape
-    space = []
-    window = permute_window(weight, target_info)
-    if window:
-        for ob, tb in (*PERMUTE_TILES, (3, 5), (4, 3), (2, 4)):
-            if (out // window) % ob == 0:
-                for u8 in (int(m == 1), int(m != 1)):
-                    candidate = {"PERM": 1, "W": window, "OB": ob, "TB": min(tb, m), "U8": u8}
-                    if candidate not in space:
-                        space.append(candidate)
-    lanes = max(int(target_info.vector_bits) // 32, 1)
-    token = {**default_tiles(weight, m, lanes), "PERM": 0}
-    space.append(token)
-    for rows, vectors in ((4, 4), (16, 1), (4, 2)):
-        mt = min(vectors * lanes, _round_up(m, lanes))
-        if out % rows == 0 and token["RB"] % rows == 0:
-            candidate = {**token, "R": rows, "MT": mt}
-            if candidate not in space:
-                space.append(candidate)
+    window = permute_window(weight.m, weight.shape, target_info)
+    space = [default_permute_tiles(weight, m, window)] if window else []
+    for ob, tb in (*PERMUTE_TILES, (3, 5), (4, 3), (2, 4)):
+        if window and (out // window) % ob == 0:
+            for u8 in (int(m == 1), int(m != 1)):
+                candidate = {"PERM": 1, "W": window, "OB": ob, "TB": min(tb, m), "U8": u8}
+                if candidate not in space:
+                    space.append(candidate)
     return space
+
+
+# Useful FLOP rate against the dense kernel: 2:4 at (3072, 768), M=128 measured 0.76 against
+# onnxruntime dense (2026-11-28, Zen 4, 2 threads, bench/bench_layers.py), rounded down.
+PERMUTE_EFFICIENCY = 0.65
+
+
+class NmPermuteX86(KernelRule):
+    """N:M on x86: one vpermps with a compile-time lane vector plus one FMA per slot."""
+
+    name = "nm_permute"
+    formats = (NmFormat,)
+    summary = "lane-permute kernel (one vpermps + FMA per slot)"
+
+    def declines(self, fmt, shape, m, target) -> str | None:
+        if target.family == "cuda":
+            return "runs on CPUs only"
+        if target.family != "x86":
+            return f"needs an x86 lane permute (AVX2 or AVX-512); the target is {target.family}"
+        if not permute_window(fmt.m, shape, target):
+            window = max(target.vector_bits // 32, 1)
+            return f"needs {fmt.m} | {window} | in and {window} | out ({window}-lane permute), got {shape[0]}x{shape[1]}"
+        return None
+
+    def efficiency(self, fmt, shape, m, target) -> float:
+        return PERMUTE_EFFICIENCY
+
+    def label(self, fmt, shape, target) -> str:
+        return f"nm_{fmt.n}_{fmt.m}_{target.family}"
+
+    def build(self, weight, bias, m, target, tiles=None) -> Kernel:
+        return make_nm_kernel(weight, bias, m, target, tiles)
+
+    def tile_space(self, weight, m, target) -> list[dict]:
+        return nm_tile_space(weight, m, target)
+
+
+class NmCuda(KernelRule):
+    """N:M on CUDA: one thread per (token, output), the token's X row in shared memory."""
+
+    name = "nm_cuda"
+    formats = (NmFormat,)
+    summary = "one thread per output, X row in shared memory (not yet run on a GPU)"
+
+    def declines(self, fmt, shape, m, target) -> str | None:
+        return None if target.family == "cuda" else "runs on CUDA only"
+
+    def efficiency(self, fmt, shape, m, target) -> float:
+        return PERMUTE_EFFICIENCY  # not measured: no GPU has run it; the CPU figure stands in
+
+    def label(self, fmt, shape, target) -> str:
+        return f"nm_{fmt.n}_{fmt.m}_cuda"
+
+    def build(self, weight, bias, m, target, tiles=None) -> Kernel:
+        return make_nm_kernel(weight, bias, m, target, tiles)
+
+    def tile_space(self, weight, m, target) -> list[dict]:
+        return nm_tile_space(weight, m, target)

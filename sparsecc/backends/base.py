@@ -1,0 +1,145 @@
+"""What a backend is given and what it returns.
+
+The compiler driver (`compiler/api.py`) brings a model into the IR, runs the pass
+pipeline with a `CompileContext` holding the backend's target and cost model, then calls
+`backend.build(model, context, request)`. The backend returns a compiled model: callable
+on numpy arrays (or torch tensors), with a `report` (per weight: what runs and why) and
+`save(path)`. Backends register by name in `backends/__init__.py`.
+
+Imports only numpy and the standard library at module level: `sparsecc.load` goes through
+here where neither torch nor onnx is installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from sparsecc.errors import InputError
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
+
+    from sparsecc.passes.context import CompileContext, Target
+    from sparsecc.passes.cost import CostModel
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: name, static shape, numpy dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    # For an integer input used as Gather indices: the indexed table's length n (valid: -n..n-1).
+    # A backend whose Gather does not check bounds refuses ids outside it instead of reading stray memory.
+    index_limit: int | None = None
+
+    def as_dict(self) -> dict:
+        data = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.index_limit is not None:
+            data["index_limit"] = self.index_limit
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TensorSpec:
+        return cls(data["name"], tuple(int(d) for d in data["shape"]), data["dtype"], data.get("index_limit"))
+
+    def check_indices(self, value: np.ndarray) -> None:
+        if self.index_limit is None or value.size == 0:
+            return
+        low, high, n = int(value.min()), int(value.max()), self.index_limit
+        if low < -n or high >= n:
+            bad = high if high >= n else low
+            raise InputError(
+                f"input '{self.name}' holds {bad}, but it indexes a table of {n} rows (valid: {-n}..{n - 1}); "
+                "check for ids outside the vocabulary"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRequest:
+    """The compile's inputs and options, as the driver resolved them."""
+
+    inputs: list[TensorSpec]  # static shapes the model is built for
+    outputs: list[dict]  # name, shape (-1: not static), dtype of each graph output
+    example_inputs: dict[str, np.ndarray]  # given by the user, or synthesised for those shapes
+    tune: int = 0  # autotuning trials per kernel (0: default schedules)
+    records_path: Path | None = None  # tuning records directory (None: the default cache)
+    measure: bool = False  # time each sparse kernel against dense (the report's measured speedup)
+    rpc: str | None = None  # HOST:PORT:KEY of a TVM RPC tracker to measure on
+
+
+class CompiledModel(Protocol):
+    """What every backend returns."""
+
+    input_specs: list[TensorSpec]
+    output_specs: list[TensorSpec]
+    report: list[dict]  # per weight: WeightReport.as_dict() completed by the backend
+    example_inputs: dict[str, np.ndarray] | None
+
+    def __call__(self, *args, **kwargs) -> Any: ...
+
+    def save(self, path) -> None: ...
+
+
+class Backend(Protocol):
+    """A way to run the sparsified IR: native code (TVM) or a runtime (onnxruntime)."""
+
+    name: str
+
+    def resolve_target(self, target) -> Target:
+        """The target object for a user's target name or dict; bad values raise SparseccError."""
+        ...
+
+    def cost_model(self, target: Target) -> CostModel:
+        """What sparse formats buy on `target` with this backend's kernels."""
+        ...
+
+    def build(self, model: ir.Model, context: CompileContext, request: BuildRequest) -> CompiledModel:
+        """Compile the sparsified IR; fill in the kernel, what it runs and why, in the report."""
+        ...
+
+
+def arguments(specs: list[TensorSpec], args, kwargs) -> tuple[list[np.ndarray], bool]:
+    """The call's inputs in `specs` order as contiguous numpy arrays, checked; and whether torch came in."""
+    if len(args) + len(kwargs) != len(specs):
+        names = ", ".join(s.name for s in specs)
+        raise InputError(f"the model takes {len(specs)} inputs ({names}), got {len(args) + len(kwargs)}")
+    values, torch_in = [], False
+    for index, spec in enumerate(specs):
+        if index < len(args):
+            value = args[index]
+        elif spec.name in kwargs:
+            value = kwargs[spec.name]
+        else:
+            raise InputError(f"missing input '{spec.name}'; inputs are {[s.name for s in specs]}")
+        if type(value).__module__.split(".")[0] == "torch":
+            torch_in = True
+            value = value.detach().cpu().numpy()
+        value = np.asarray(value)
+        if tuple(value.shape) != spec.shape:
+            raise InputError(
+                f"input '{spec.name}' has shape {tuple(value.shape)} but the model was compiled for {spec.shape}; "
+                "recompile with example inputs of that shape"
+            )
+        if value.dtype != np.dtype(spec.dtype):
+            raise InputError(
+                f"input '{spec.name}' has dtype {value.dtype} but the model expects {spec.dtype}; "
+                f"convert it with .astype('{spec.dtype}')"
+            )
+        spec.check_indices(value)
+        values.append(np.ascontiguousarray(value))
+    return values, torch_in
+
+
+def results(outputs: list[np.ndarray], torch_in: bool):
+    """One output as itself, several as a tuple; torch tensors when torch tensors came in."""
+    if torch_in:
+        import torch
+
+        outputs = [torch.from_numpy(o) for o in outputs]
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)

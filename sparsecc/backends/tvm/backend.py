@@ -1,0 +1,143 @@
+"""The TVM backend: sparsified IR -> native code, one step per module.
+
+1. find_layers      the linear layers and the tokens each sees       (layers.py)
+2. select_kernels   the kernel rule chain per layer, tuned on request (selection.py, kernels/rules.py)
+3. import_onnx      ONNX -> Relax, the chosen kernels as call_tir     (importer.py)
+4. build_relax      Relax pipeline, CPU schedules, codegen            (build.py, schedules.py)
+5. CompiledModel    the executable, its manifest and the report       (runtime.py)
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+
+import onnx_ir as ir
+
+from sparsecc.backends.base import BuildRequest, TensorSpec
+from sparsecc.backends.tvm.cost import TvmCostModel
+from sparsecc.backends.tvm.env import configure_tvm
+from sparsecc.backends.tvm.runtime import CompiledModel
+from sparsecc.backends.tvm.target import TargetInfo, resolve_target
+from sparsecc.passes.context import CompileContext
+
+logger = logging.getLogger(__name__)
+
+
+def index_limits(model: ir.Model) -> dict[str, int]:
+    """Graph inputs used directly as Gather indices -> the smallest indexed table length.
+
+    TVM's Gather does not check bounds, so an out-of-vocabulary id would read stray memory.
+    """
+    limits: dict[str, int] = {}
+    for value in model.graph.inputs:
+        for node, position in value.uses():
+            data = node.inputs[0]
+            if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or position != 1:
+                continue
+            axis = node.attributes.get_int("axis", 0)
+            shape = data.shape if data is not None else None
+            if shape is None or not -len(shape) <= axis < len(shape) or not isinstance(shape[axis], int):
+                continue
+            limits[value.name] = min(limits.get(value.name, shape[axis]), shape[axis])
+    return limits
+
+
+def _versions() -> dict:
+    import onnx
+    import tvm
+
+    import sparsecc
+
+    return {"sparsecc": sparsecc.__version__, "tvm": tvm.__version__, "onnx": onnx.__version__}
+
+
+class TvmBackend:
+    """Native code for x86, aarch64 (cross-compiled) and CUDA through Apache TVM."""
+
+    name = "tvm"
+
+    def resolve_target(self, target) -> TargetInfo:
+        return resolve_target(target)
+
+    def cost_model(self, target: TargetInfo) -> TvmCostModel:
+        return TvmCostModel(target)
+
+    def build(self, model: ir.Model, context: CompileContext, request: BuildRequest) -> CompiledModel:
+        from sparsecc.backends.tvm.build import build_relax, device_ptx
+        from sparsecc.backends.tvm.importer import import_onnx
+        from sparsecc.backends.tvm.layers import find_layers
+        from sparsecc.backends.tvm.selection import measured_speedups, select_kernels
+
+        configure_tvm()
+        target: TargetInfo = context.target
+        step = time.perf_counter()
+        layers = find_layers(model, request.example_inputs)
+        tuner = self._tuner(target, request)
+        kernels = select_kernels(layers, target, tuner)
+        if tuner is not None:
+            logger.info("tuning: %d new trials (records: %s)", tuner.trials_run, tuner.records_dir)
+        logger.info("chose %d linear kernels in %.1f s", len(kernels), time.perf_counter() - step)
+
+        step = time.perf_counter()
+        limits = index_limits(model)
+        inputs = [TensorSpec(s.name, s.shape, s.dtype, limits.get(s.name)) for s in request.inputs]
+        proto = ir.serde.serialize_model(model)
+        module = import_onnx(
+            proto, {s.name: s.shape for s in inputs}, {s.name: s.dtype for s in inputs}, kernels
+        )
+        logger.info("lowered to Relax in %.1f s", time.perf_counter() - step)
+        step = time.perf_counter()
+        executable = build_relax(module, target)
+        logger.info("built for %s in %.1f s", target.name, time.perf_counter() - step)
+
+        rows = {row.name: row for row in context.report}
+        for layer in layers:
+            kernel, row = kernels[layer.node], rows.get(layer.name)
+            if row is not None:
+                row.kernel, row.runs, row.kernel_reason = kernel.name, kernel.runs, kernel.reason
+        if request.measure and target.runs_here:
+            for name, speedup in measured_speedups(layers, kernels, target).items():
+                if name in rows:
+                    rows[name].measured_speedup = speedup
+        manifest = {
+            "inputs": [s.as_dict() for s in inputs],
+            "outputs": request.outputs,
+            "target": {
+                "name": target.name,
+                "family": target.family,
+                "arch": target.arch,
+                "dict": target.target_dict,
+            },
+            "spec": context.spec.to_dict() if context.spec is not None else None,
+            "versions": _versions(),
+            "report": [row.as_dict() for row in context.report],
+            "built_on": platform.machine(),
+        }
+        compiled = CompiledModel(executable, manifest)
+        if target.family == "cuda":
+            step = time.perf_counter()
+            compiled.device_code = {"device.ptx": device_ptx(executable, target).encode()}
+            logger.info("compiled device code to PTX with nvcc in %.1f s", time.perf_counter() - step)
+        compiled.example_inputs = request.example_inputs
+        compiled.tuning_trials = tuner.trials_run if tuner is not None else 0
+        return compiled
+
+    @staticmethod
+    def _tuner(target: TargetInfo, request: BuildRequest):
+        if not request.tune:
+            return None
+        from sparsecc.backends.tvm.tuning import KernelTuner, RpcConfig
+
+        tuner = KernelTuner(
+            target, request.tune, request.records_path, RpcConfig.parse(request.rpc) if request.rpc else None
+        )
+        if not tuner.active:
+            logger.warning(
+                "tune=%d ignored: target %s does not run here and no --rpc was given",
+                request.tune,
+                target.name,
+            )
+            return None
+        return tuner

@@ -1,0 +1,53 @@
+"""Relax module -> executable for the target: the Relax pipeline, schedules for what is not ours, codegen."""
+
+from __future__ import annotations
+
+import os
+
+from sparsecc.backends.tvm.target import TargetInfo
+
+
+def build_relax(module, target: TargetInfo):
+    """tvm.compile with every PrimFunc scheduled (ours are already; the rest by CPU rules or dlight)."""
+    import tvm
+    from tvm import relax
+
+    if target.family == "cuda":
+        from tvm.s_tir import dlight as dl
+
+        os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")  # nvrtc needs the cuda-bindings wheel
+        with target.target:
+            module = relax.get_pipeline("zero")(module)
+            module = dl.ApplyDefaultSchedule(
+                dl.gpu.Matmul(),
+                dl.gpu.GEMV(),
+                dl.gpu.Reduction(),
+                dl.gpu.GeneralReduction(),
+                dl.gpu.Fallback(),
+            )(module)
+    else:
+        from sparsecc.backends.tvm.schedules import apply_cpu_schedules
+
+        # erf/exp/softmax as vectorisable polynomials (float32-accurate; checked against onnxruntime in tests)
+        module = relax.transform.FastMathTransform()(module)
+        module = relax.get_pipeline("zero")(module)
+        module = apply_cpu_schedules(module, target.target)
+    return tvm.compile(module, target=target.target)
+
+
+def device_ptx(executable, target: TargetInfo) -> str:
+    """PTX of every CUDA kernel in the build, compiled with nvcc (TVM keeps only CUDA source)."""
+    from tvm.support import nvcc
+
+    pending, sources = [executable.mod], []
+    while pending:
+        module = pending.pop()
+        if module.kind == "cuda":
+            sources.append(module.inspect_source("cuda"))
+        pending.extend(module.imports)
+    arch = target.target_dict.get("arch", "sm_90")
+    with target.target:
+        return "\n".join(
+            nvcc.compile_cuda(src, target_format="ptx", arch=arch, compiler="nvcc").decode()
+            for src in sources
+        )

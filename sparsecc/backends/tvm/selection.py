@@ -1,0 +1,48 @@
+"""Kernel selection, before lowering: each linear layer gets the kernel its rule chain picks,
+tuned when asked; and, when asked, each sparse kernel is timed against the dense one."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from sparsecc.backends.tvm.kernels import Kernel
+from sparsecc.backends.tvm.kernels.rules import make_kernel
+from sparsecc.backends.tvm.layers import LinearLayer
+from sparsecc.backends.tvm.target import TargetInfo
+
+logger = logging.getLogger(__name__)
+
+
+def select_kernels(layers: list[LinearLayer], target: TargetInfo, tuner=None) -> dict[str, Kernel]:
+    """Node name -> the kernel for it (the tuned one when `tuner` is active)."""
+    kernels = {}
+    for index, layer in enumerate(layers, start=1):
+        kernel = make_kernel(layer.weight, layer.bias, layer.m, target)
+        if tuner is not None:
+            kernel = tuner.tune(kernel, layer.weight, layer.bias, layer.m)
+        logger.debug("layer %d/%d %s: %s (%s)", index, len(layers), layer.name, kernel.name, kernel.reason)
+        kernels[layer.node] = kernel
+    return kernels
+
+
+def measured_speedups(
+    layers: list[LinearLayer], kernels: dict[str, Kernel], target: TargetInfo
+) -> dict[str, float]:
+    """Layer name -> our dense kernel's time / this layer's kernel time, measured here (sparse kernels only)."""
+    from sparsecc.backends.tvm.tuning import measure_ms
+
+    dense_ms: dict[tuple, float] = {}
+    speedups = {}
+    for layer in layers:
+        kernel = kernels[layer.node]
+        if kernel.runs == "dense":
+            continue
+        out, inp = layer.weight.shape
+        key = (out, inp, layer.m)
+        if key not in dense_ms:
+            dense = np.random.default_rng(0).standard_normal((out, inp)).astype(np.float32)
+            dense_ms[key] = measure_ms(make_kernel(dense, None, layer.m, target), layer.m, inp, out, target)
+        speedups[layer.name] = round(dense_ms[key] / measure_ms(kernel, layer.m, inp, out, target), 2)
+    return speedups

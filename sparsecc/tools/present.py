@@ -1,0 +1,152 @@
+"""The one place that talks to the terminal: rich tables, status lines and progress.
+
+Library code logs; the CLI and the demo turn results into tables through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterable, Iterator
+
+from rich.console import Console
+from rich.table import Table
+
+# Piped output (CI logs, tests) gets wide tables, so one weight stays on one line.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 220)
+error_console = Console(stderr=True, highlight=False)
+
+
+def _speedup(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def weight_table(rows: Iterable, title: str = "Weights") -> Table:
+    """One row per linear weight: what was found, what was chosen and why."""
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for column, justify in (
+        ("weight", "left"),
+        ("shape", "right"),
+        ("density", "right"),
+        ("detected", "left"),
+        ("rule", "left"),
+        ("format", "left"),
+        ("est.", "right"),
+        ("reason", "left"),
+    ):
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=column == "weight")
+    for row in rows:
+        style = "green" if row.format != "dense" else None
+        table.add_row(
+            row.name,
+            f"{row.shape[0]}x{row.shape[1]}",
+            f"{row.density:.3f}",
+            row.detected,
+            row.pattern,
+            row.format,
+            _speedup(row.est_speedup),
+            row.reason,
+            style=style,
+        )
+    return table
+
+
+def kernel_table(rows: list[dict], title: str) -> Table:
+    """After a compile, one row per linear weight: what the IR stores, what runs, and why."""
+    table = Table(title=title, title_justify="left")
+    for column in ("weight", "shape", "density", "format", "runs", "kernel", "est.", "measured", "why"):
+        right = column in ("shape", "density", "est.", "measured")
+        table.add_column(
+            column, justify="right" if right else "left", overflow="fold", no_wrap=column == "weight"
+        )
+    for row in rows:
+        sparse_runs = row.get("runs") not in (None, "dense")
+        table.add_row(
+            row["name"],
+            f"{row['shape'][0]}x{row['shape'][1]}",
+            f"{row['density']:.3f}",
+            row["format"],
+            row.get("runs") or "-",
+            row.get("kernel") or "-",
+            _speedup(row.get("est_speedup")) if sparse_runs else "-",
+            _speedup(row.get("measured_speedup")),
+            row.get("kernel_reason") or row.get("reason") or "",
+            style="green" if sparse_runs else None,
+        )
+    return table
+
+
+def pass_table(runs: Iterable) -> Table:
+    """Per-pass timing, as `mlir-opt --mlir-timing` shows it."""
+    table = Table(title="Passes", title_justify="left")
+    table.add_column("pass")
+    table.add_column("time", justify="right")
+    table.add_column("modified")
+    for run in runs:
+        table.add_row(run.name, f"{run.seconds * 1000:.1f} ms", "yes" if run.modified else "no")
+    return table
+
+
+def key_value_table(title: str, items: Iterable[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key, value in items:
+        table.add_row(key, value)
+    return table
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+@contextlib.contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner while long work runs (export, compile, tuning); plain text when not a TTY."""
+    if console.is_terminal:
+        with console.status(message):
+            yield
+    else:
+        console.print(f"[dim]… {message}[/dim]")
+        yield
+
+
+@contextlib.contextmanager
+def log_lines(logger_name: str) -> Iterator[None]:
+    """Show a library logger's INFO lines (steps, tuning progress) while long work runs."""
+    import logging
+
+    class ConsoleHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            console.print(f"[dim]  {record.getMessage()}[/dim]", highlight=False)
+
+    logger, handler = logging.getLogger(logger_name), ConsoleHandler(logging.INFO)
+    previous = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False  # shown once, here, not again by a root handler
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous[0])
+        logger.propagate = previous[1]
+
+
+def warn(message: str) -> None:
+    error_console.print(f"[yellow]warning:[/yellow] {message}")
+
+
+def error(message: str) -> None:
+    """One line on stderr: the CLI's form for every user error."""
+    first_line = str(message).strip().splitlines()[0] if str(message).strip() else "unknown error"
+    error_console.print(f"[red]error:[/red] {first_line}", soft_wrap=True)
+
+
+def flush() -> None:
+    sys.stdout.flush()
