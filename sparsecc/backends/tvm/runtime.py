@@ -72,6 +72,16 @@ class CompiledModel:
         timer = vm.time_evaluator("invoke_stateful", self._device, number=number, repeat=repeat)
         return float(np.median(timer("main").results)) * 1000.0
 
+    def profile(self, *args, runs: int = 5, **kwargs):
+        """Time per function group of one call (median of `runs`), slowest first: `profile.FunctionTime`s."""
+        import tvm
+
+        from sparsecc.backends.tvm.profile import profile_vm
+
+        values, _ = arguments(self.input_specs, args, kwargs)
+        vm = self._machine()
+        return profile_vm(vm, self._device, [tvm.runtime.tensor(v, self._device) for v in values], runs)
+
     # -- saving ----------------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write one `.sccpkg` file (atomically): library, manifest, sha256 per entry."""

@@ -49,7 +49,10 @@ def _vectorize_last(sch, loop, lanes: int = LANES) -> None:
 
 
 class BatchMatmul(CPUScheduleRule):
-    """One reduction block of kind S...SR whose output's last axis is the last spatial axis."""
+    """One reduction block of kind S...SR (a batch matmul) whose output's last axis is the last
+    spatial axis. Injective producers (transposes, scalings) are inlined into it; injective
+    consumers (a scale, a mask, a bias: attention's scores) become its epilogue, fused into the
+    write-back of the register tile."""
 
     def apply(self, func: tirx.PrimFunc, target, _tunable: bool):
         if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
@@ -58,21 +61,22 @@ class BatchMatmul(CPUScheduleRule):
         infos = normalize_prim_func(sch)
         if infos is None:
             return None
-        reductions = [info for info in infos if not info.is_injective()]
-        if (
-            len(reductions) != 1
-            or not reductions[0].dom_kind().endswith("SR")
-            or infos[-1] is not reductions[0]
-        ):
+        positions = [i for i, info in enumerate(infos) if not info.is_injective()]
+        if len(positions) != 1:
             return None
-        block = reductions[0].block_rv
-        kinds = reductions[0].dom_kind()
-        if kinds.count("R") != 1 or len(kinds) < 3:
+        info = infos[positions[0]]
+        kinds = info.dom_kind()
+        if not kinds.endswith("SR") or kinds.count("R") != 1 or len(kinds) < 3:
             return None
-        if try_inline(sch, list(infos[:-1])):  # producers such as transposes and scalings must inline
+        prologue, epilogue = infos[: positions[0]], infos[positions[0] + 1 :]
+        if try_inline(sch, list(prologue)):  # producers such as transposes and scalings must inline
             return None
-        loops = sch.get_loops(block)
-        *outer, row, last, reduce = loops
+        block, write_back = info.block_rv, None
+        if epilogue:
+            write_back = sch.cache_write(block, 0, "global")  # the epilogue fuses into this copy-out
+            if try_inline(sch, list(epilogue)):
+                return None
+        *outer, row, last, reduce = sch.get_loops(block)
         rows, columns = get_extent(sch, row), get_extent(sch, last)
         if (
             isinstance(rows, int)
@@ -80,22 +84,26 @@ class BatchMatmul(CPUScheduleRule):
             and rows % TILE_ROWS == 0
             and columns % (TILE_VECTORS * LANES) == 0
         ):
-            return self._register_tiled(sch, block, [*outer, row], last, reduce)
+            return self._register_tiled(sch, block, [*outer, row], last, reduce, write_back)
         sch.reorder(reduce, last)
         fused = sch.fuse(*outer, row)
         sch.parallel(fused)
         _vectorize_last(sch, last)  # before decompose_reduction, which leaves a non-compact update
+        if write_back is not None:
+            sch.reverse_compute_at(write_back, fused, preserve_unit_loops=True)
+            _vectorize_last(sch, sch.get_loops(write_back)[-1])
         sch.decompose_reduction(block, reduce)
         return sch
 
     @staticmethod
-    def _register_tiled(sch, block, outer, last, reduce):
+    def _register_tiled(sch, block, outer, last, reduce, write_back=None):
         """A TILE_ROWS x (TILE_VECTORS x LANES) accumulator in registers: each B vector feeds TILE_ROWS rows."""
         *batch, row = outer
         row_tile, row_in = sch.split(row, factors=[None, TILE_ROWS])
         column_tile, vector, lane = sch.split(last, factors=[None, TILE_VECTORS, LANES])
         sch.reorder(*batch, row_tile, column_tile, reduce, row_in, vector, lane)
-        accumulator = sch.cache_write(block, 0, "global")  # small "global" buffers stay in registers
+        # small "global" buffers stay in registers
+        accumulator = write_back if write_back is not None else sch.cache_write(block, 0, "global")
         sch.reverse_compute_at(accumulator, column_tile, preserve_unit_loops=True)
         sch.vectorize(lane)
         sch.unroll(vector)

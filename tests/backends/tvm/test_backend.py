@@ -23,7 +23,7 @@ def test_two_four_on_x86_runs_the_lane_permute_kernel():
     assert "lane-permute" in nm["kernel_reason"]
     assert report["layers.0.weight"]["kernel"] == "bsr_16x1_x86"
     assert (
-        report["layers.1.weight"]["kernel"] == "dense_8rows_x86"
+        report["layers.1.weight"]["kernel"] == "dense_gemm_x86"
         and report["layers.1.weight"]["runs"] == "dense"
     )
 
@@ -33,7 +33,7 @@ def test_two_four_on_aarch64_reports_the_dense_kernel_and_why():
     report = rows(sparsecc.compile("zoo:mlp", SPEC, target="aarch64"))
     nm = report["layers.2.weight"]
     assert nm["pattern"] == "2:4" and nm["density"] == pytest.approx(0.5)
-    assert (nm["format"], nm["runs"], nm["kernel"]) == ("dense", "dense", "dense_8rows_aarch64")
+    assert (nm["format"], nm["runs"], nm["kernel"]) == ("dense", "dense", "dense_gemm_aarch64")
     assert "no N:M 2:4 kernel here" in nm["reason"] and "needs an x86 lane permute" in nm["reason"]
     assert report["layers.0.weight"]["kernel"] == "bsr_16x1_aarch64"
 
@@ -44,7 +44,7 @@ def test_a_sparsified_file_with_two_four_on_aarch64_runs_dense_and_says_why(tmp_
     assert "NmMatMul" in {n.op_type for n in sparsified.graph.node}
     report = rows(sparsecc.compile(sparsified, "existing", target="aarch64"))
     nm = next(row for row in report.values() if row["format"] == "N:M 2:4")
-    assert nm["runs"] == "dense" and nm["kernel"] == "dense_8rows_aarch64"
+    assert nm["runs"] == "dense" and nm["kernel"] == "dense_gemm_aarch64"
     assert "no N:M 2:4 kernel here (nm_permute: needs an x86 lane permute" in nm["kernel_reason"]
 
 

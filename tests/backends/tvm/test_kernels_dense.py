@@ -47,7 +47,32 @@ def test_dense_blocks_are_the_weight_exactly():
 
 def test_kernel_metadata():
     kernel = make_kernel(dense(48, 20), None, 10, CPU)
-    assert kernel.name == "dense_8rows_x86" and kernel.flops == 2 * 10 * 48 * 20
+    assert kernel.name == "dense_gemm_x86" and kernel.flops == 2 * 10 * 48 * 20
+    assert kernel.runs == "dense" and kernel.reason.startswith("GEMM micro-kernel")
+    odd = make_kernel(dense(13, 7), None, 10, CPU)  # 13 outputs: no whole vector panel
+    assert odd.name == "dense_1rows_x86" and "dense_cpu: out_features 13" in odd.reason
+
+
+@pytest.mark.parametrize("m", [5, 8, 9, 31, 128, 197])
+@pytest.mark.parametrize("out, inp", [(48, 20), (64, 32), (96, 48), (768, 768)])
+def test_gemm_kernel_any_tokens(m, out, inp):
+    """Tokens that 8 does not divide go through a zero-padded copy of X and a copy-out of Y."""
+    kernel = make_kernel(dense(out, inp), None, m, CPU)
+    assert kernel.name == "dense_gemm_x86"
+    check(dense(out, inp), CPU, m=m, rng=RNG)
+
+
+@pytest.mark.parametrize("tiles", [{"MR": 8, "NV": 1}, {"MR": 4, "NV": 2}, {"MR": 2, "NV": 1}, {"MR": 1, "NV": 1}])
+def test_gemm_tiles_are_tunable_without_changing_the_result(tiles):
+    w = dense(64, 40)
+    kernel = make_kernel(w, None, 16, CPU, tiles)
+    assert kernel.tiles == tiles
+    check(w, CPU, m=16, rng=RNG, tiles=tiles)
+
+
+def test_gemm_refuses_tiles_that_do_not_fit():
+    with pytest.raises(ValueError, match="dense tiles"):
+        make_kernel(dense(48, 20), None, 16, CPU, {"MR": 8, "NV": 2})  # 2 vectors do not divide 48
 
 
 def test_aarch64_build(tmp_path):
@@ -77,7 +102,7 @@ def test_few_tokens_use_the_gemv_kernel(m, out, inp):
 
 def test_gemv_needs_whole_vectors_along_the_inputs():
     w = RNG.standard_normal((16, 20)).astype(np.float32)  # 20 inputs: not a multiple of 16 lanes
-    assert make_kernel(w, None, 1, CPU).name.startswith("dense_8rows")
+    assert make_kernel(w, None, 1, CPU).name == "dense_gemm_x86"
     check(w, CPU, m=1, rng=RNG)
 
 

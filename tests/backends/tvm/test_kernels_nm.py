@@ -155,7 +155,7 @@ def test_kernel_reports_flops_and_name():
 def test_aarch64_runs_dense_and_says_why():
     target = resolve_target("aarch64")
     kernel = make_kernel(NmWeight.from_dense(nm_dense(48, 64, 2, 4), 2, 4), None, 9, target)
-    assert kernel.name == "dense_8rows_aarch64" and kernel.runs == "dense"
+    assert kernel.name == "dense_gemm_aarch64" and kernel.runs == "dense"
     assert "needs an x86 lane permute" in kernel.reason
     module = tvm.compile(kernel.prim_func, target=target.target)
     assert "fmla" in module.mod.inspect_source("asm")

@@ -42,7 +42,7 @@ def test_every_format_gets_a_kernel_on_every_target(target, m):
 def test_what_declines_and_why():
     cpu, aarch64 = resolve_target("cpu"), resolve_target("aarch64")
     assert plan(None, (768, 768), 1, cpu).rule.name == "gemv_cpu"
-    assert plan(None, (768, 768), 128, cpu).rule.name == "blocked_cpu"
+    assert plan(None, (768, 768), 128, cpu).rule.name == "dense_cpu"
     one_token = plan(CsrFormat(), (768, 768), 1, cpu)
     assert one_token.fmt is None and "one token" in one_token.reason
     odd = plan(NmFormat(2, 4), (100, 768), 128, cpu)
@@ -54,7 +54,7 @@ def test_what_declines_and_why():
 def test_unknown_token_count_assumes_many():
     """The cost model may not know M (dynamic shapes): no rule that needs few tokens takes it."""
     chosen = plan(None, (768, 768), None, resolve_target("cpu"))
-    assert chosen.rule.name == "blocked_cpu" and "gemv_cpu: it takes 1-4 tokens" in chosen.reason
+    assert chosen.rule.name == "dense_cpu" and "gemv_cpu: it takes 1-4 tokens" in chosen.reason
 
 
 def test_efficiencies_are_calibrated_fractions():

@@ -99,5 +99,5 @@ def test_a_sparse_layer_that_measures_slower_than_dense_runs_dense(tmp_path):
     bias = np.ones(512, np.float32)
     tuner = KernelTuner(cpu, 2, tmp_path)
     kernel = tuner.tune(make_kernel(csr, bias, 64, cpu), csr, bias, 64)
-    assert kernel.name == "dense_8rows_x86"
+    assert kernel.name == "dense_gemm_x86"
     check_kernel(kernel, csr, bias, 64)

@@ -16,6 +16,7 @@ from sparsecc.backends.tvm.kernels import Kernel, KernelRule
 from sparsecc.backends.tvm.kernels.blocked_cpu import BlockedCpu
 from sparsecc.backends.tvm.kernels.blocked_cuda import BlockedCuda
 from sparsecc.backends.tvm.kernels.csr import CsrCuda
+from sparsecc.backends.tvm.kernels.dense_cpu import DenseCpu
 from sparsecc.backends.tvm.kernels.gemv_cpu import GemvCpu
 from sparsecc.backends.tvm.kernels.nm import NmCuda, NmPermuteX86
 
@@ -25,6 +26,7 @@ RULES: tuple[KernelRule, ...] = (
     CsrCuda(),  # CSR on CUDA
     BlockedCuda(),  # BSR and dense on CUDA
     GemvCpu(),  # dense, 1-4 tokens: vectorised over the inputs
+    DenseCpu(),  # dense: GEMM micro-kernel over packed weight panels
     BlockedCpu(),  # BSR, CSR (1x1 blocks) and dense (full blocks): vectorised over tokens
 )
 

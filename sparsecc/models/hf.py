@@ -1,0 +1,114 @@
+"""transformers models of several families, with random seeded weights, and how users export them.
+
+Graphs nobody here wrote: `build(family, size)` gives a transformers model whose forward
+takes positional tensors and returns its main output (the TorchScript exporter fills every
+forward parameter positionally, which transformers 5 refuses for the stock classes);
+subclassing keeps the module names (`encoder.layer.0...`). `export_onnx` calls
+`torch.onnx.export` the way a user does (dynamo or TorchScript, at a chosen opset).
+Needs `transformers` (a test and benchmark dependency, not a runtime one).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from sparsecc.errors import ModelError
+
+FAMILIES = ("bert", "distilbert", "roberta", "gpt2", "vit")
+# size -> (hidden, layers, heads, ffn, tokens): "tiny" for tests, "base" as the released base models
+SIZES = {"tiny": (128, 2, 4, 512, 32), "small": (256, 2, 4, 1024, 64), "base": (768, 12, 12, 3072, 128)}
+
+
+def _text_config(family: str, size: str):
+    import transformers
+
+    hidden, layers, heads, ffn, tokens = SIZES[size]
+    common = {"vocab_size": 1000 if size != "base" else 30522}
+    if family == "bert":
+        return transformers.BertConfig(
+            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn,
+            max_position_embeddings=max(512, tokens), **common,
+        )
+    if family == "roberta":
+        return transformers.RobertaConfig(
+            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn,
+            max_position_embeddings=max(514, tokens + 2), **common,
+        )
+    if family == "distilbert":
+        return transformers.DistilBertConfig(
+            dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=ffn, max_position_embeddings=512, **common
+        )
+    return transformers.GPT2Config(n_embd=hidden, n_layer=layers, n_head=heads, n_inner=ffn, n_positions=1024, **common)
+
+
+def _classes():
+    import transformers
+
+    class Bert(transformers.BertModel):
+        def forward(self, input_ids, attention_mask):
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    class Roberta(transformers.RobertaModel):
+        def forward(self, input_ids, attention_mask):
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    class DistilBert(transformers.DistilBertModel):
+        def forward(self, input_ids, attention_mask):
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    class Gpt2(transformers.GPT2Model):
+        def forward(self, input_ids, attention_mask):
+            out = super().forward(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            return out.last_hidden_state
+
+    class Vit(transformers.ViTModel):
+        def forward(self, pixel_values):
+            return super().forward(pixel_values=pixel_values).last_hidden_state
+
+    return {"bert": Bert, "roberta": Roberta, "distilbert": DistilBert, "gpt2": Gpt2, "vit": Vit}
+
+
+def build(family: str, size: str = "tiny", seed: int = 0):
+    """(module in eval mode, example inputs as a dict of torch tensors) for one family and size."""
+    import torch
+    import transformers
+
+    if family not in FAMILIES or size not in SIZES:
+        raise ModelError(f"unknown transformers model {family!r}/{size!r}; families: {', '.join(FAMILIES)}; sizes: {', '.join(SIZES)}")
+    hidden, layers, heads, ffn, tokens = SIZES[size]
+    torch.manual_seed(seed)
+    if family == "vit":
+        image, patch = (224, 16) if size == "base" else (32, 4)
+        config = transformers.ViTConfig(
+            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn,
+            image_size=image, patch_size=patch,
+        )
+        config._attn_implementation = "sdpa"
+        module = _classes()["vit"](config, add_pooling_layer=False).eval()
+        return module, {"pixel_values": torch.randn(1, 3, image, image)}
+    config = _text_config(family, size)
+    config._attn_implementation = "sdpa"
+    cls = _classes()[family]
+    module = cls(config, add_pooling_layer=False) if family in ("bert", "roberta") else cls(config)
+    module = module.eval()
+    ids = torch.randint(3, config.vocab_size, (1, tokens))
+    return module, {"input_ids": ids, "attention_mask": torch.ones(1, tokens, dtype=torch.int64)}
+
+
+def export_onnx(module, inputs: dict, path, exporter: str = "dynamo", opset: int = 18) -> dict[str, np.ndarray]:
+    """`torch.onnx.export` as a user calls it; returns the inputs as numpy, keyed by input name."""
+    import torch
+
+    if exporter not in ("dynamo", "torchscript"):
+        raise ModelError(f"unknown exporter {exporter!r}; use 'dynamo' or 'torchscript'")
+    names = list(inputs)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, tuple(inputs.values()), str(Path(path)), dynamo=exporter == "dynamo", opset_version=opset,
+            input_names=names, output_names=["output"],
+        )
+    return {name: tensor.numpy() for name, tensor in inputs.items()}
