@@ -26,12 +26,17 @@ def median_ms(fn, runs: int = 20, warmup: int = 3) -> float:
 
 
 def interleaved(candidates: dict, rounds: int = 3, runs: int = 10) -> dict[str, float]:
-    """Median of per-round medians, rounds interleaved so machine noise hits every candidate alike."""
+    """Median of per-round medians, rounds interleaved so machine noise hits every candidate alike.
+
+    A candidate is a callable timed here, or an object timing itself (`median_ms(runs)`: a peer
+    in another process, such as DeepSparse in its own virtualenv).
+    """
     results = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
             # torch's OpenMP and onnxruntime's pool spin for a while after their last call (OpenMP:
             # 200 ms); on 2 cores that spinning steals the next candidate's cores, so let it park.
             time.sleep(SETTLE_SECONDS)
-            results[name].append(median_ms(fn, runs=runs))
+            timed = fn.median_ms(runs) if hasattr(fn, "median_ms") else median_ms(fn, runs=runs)
+            results[name].append(timed)
     return {name: float(np.median(values)) for name, values in results.items()}

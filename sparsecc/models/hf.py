@@ -29,19 +29,30 @@ def _text_config(family: str, size: str):
     common = {"vocab_size": 1000 if size != "base" else 30522}
     if family == "bert":
         return transformers.BertConfig(
-            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn,
-            max_position_embeddings=max(512, tokens), **common,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=ffn,
+            max_position_embeddings=max(512, tokens),
+            **common,
         )
     if family == "roberta":
         return transformers.RobertaConfig(
-            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn,
-            max_position_embeddings=max(514, tokens + 2), **common,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=ffn,
+            max_position_embeddings=max(514, tokens + 2),
+            **common,
         )
     if family == "distilbert":
         return transformers.DistilBertConfig(
             dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=ffn, max_position_embeddings=512, **common
         )
-    return transformers.GPT2Config(n_embd=hidden, n_layer=layers, n_head=heads, n_inner=ffn, n_positions=1024, **common)
+    special = {"bos_token_id": 0, "eos_token_id": 0} if size != "base" else {}  # inside the small vocabulary
+    return transformers.GPT2Config(
+        n_embd=hidden, n_layer=layers, n_head=heads, n_inner=ffn, n_positions=1024, **special, **common
+    )
 
 
 def _classes():
@@ -77,14 +88,20 @@ def build(family: str, size: str = "tiny", seed: int = 0):
     import transformers
 
     if family not in FAMILIES or size not in SIZES:
-        raise ModelError(f"unknown transformers model {family!r}/{size!r}; families: {', '.join(FAMILIES)}; sizes: {', '.join(SIZES)}")
+        raise ModelError(
+            f"unknown transformers model {family!r}/{size!r}; families: {', '.join(FAMILIES)}; sizes: {', '.join(SIZES)}"
+        )
     hidden, layers, heads, ffn, tokens = SIZES[size]
     torch.manual_seed(seed)
     if family == "vit":
         image, patch = (224, 16) if size == "base" else (32, 4)
         config = transformers.ViTConfig(
-            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn,
-            image_size=image, patch_size=patch,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=ffn,
+            image_size=image,
+            patch_size=patch,
         )
         config._attn_implementation = "sdpa"
         module = _classes()["vit"](config, add_pooling_layer=False).eval()
@@ -98,7 +115,9 @@ def build(family: str, size: str = "tiny", seed: int = 0):
     return module, {"input_ids": ids, "attention_mask": torch.ones(1, tokens, dtype=torch.int64)}
 
 
-def export_onnx(module, inputs: dict, path, exporter: str = "dynamo", opset: int = 18) -> dict[str, np.ndarray]:
+def export_onnx(
+    module, inputs: dict, path, exporter: str = "dynamo", opset: int = 18
+) -> dict[str, np.ndarray]:
     """`torch.onnx.export` as a user calls it; returns the inputs as numpy, keyed by input name."""
     import torch
 
@@ -108,7 +127,12 @@ def export_onnx(module, inputs: dict, path, exporter: str = "dynamo", opset: int
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, tuple(inputs.values()), str(Path(path)), dynamo=exporter == "dynamo", opset_version=opset,
-            input_names=names, output_names=["output"],
+            module,
+            tuple(inputs.values()),
+            str(Path(path)),
+            dynamo=exporter == "dynamo",
+            opset_version=opset,
+            input_names=names,
+            output_names=["output"],
         )
     return {name: tensor.numpy() for name, tensor in inputs.items()}

@@ -89,7 +89,10 @@ class TvmBackend:
         )
         logger.info("lowered to Relax in %.1f s", time.perf_counter() - step)
         step = time.perf_counter()
-        executable = build_relax(module, target)
+        from sparsecc.backends.tvm.schedules import ScheduleLog
+
+        schedule_log = ScheduleLog()
+        executable = build_relax(module, target, schedule_log)
         logger.info("built for %s in %.1f s", target.name, time.perf_counter() - step)
 
         rows = {row.name: row for row in context.report}
@@ -121,6 +124,7 @@ class TvmBackend:
             compiled.device_code = {"device.ptx": device_ptx(executable, target).encode()}
             logger.info("compiled device code to PTX with nvcc in %.1f s", time.perf_counter() - step)
         compiled.example_inputs = request.example_inputs
+        compiled.schedule_log = schedule_log
         compiled.tuning_trials = tuner.trials_run if tuner is not None else 0
         return compiled
 

@@ -7,8 +7,11 @@ import os
 from sparsecc.backends.tvm.target import TargetInfo
 
 
-def build_relax(module, target: TargetInfo):
-    """tvm.compile with every PrimFunc scheduled (ours are already; the rest by CPU rules or dlight)."""
+def build_relax(module, target: TargetInfo, log=None):
+    """tvm.compile with every PrimFunc scheduled (ours are already; the rest by CPU rules or dlight).
+
+    `log` (a `schedules.ScheduleLog`) records which CPU rule took each function.
+    """
     import tvm
     from tvm import relax
 
@@ -31,7 +34,7 @@ def build_relax(module, target: TargetInfo):
         # erf/exp/softmax as vectorisable polynomials (float32-accurate; checked against onnxruntime in tests)
         module = relax.transform.FastMathTransform()(module)
         module = relax.get_pipeline("zero")(module)
-        module = apply_cpu_schedules(module, target.target)
+        module = apply_cpu_schedules(module, target.target, log)
     return tvm.compile(module, target=target.target)
 
 

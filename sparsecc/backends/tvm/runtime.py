@@ -35,6 +35,7 @@ class CompiledModel:
         self.device_code: dict[str, bytes] = {}  # extra entries for the artifact (CUDA: device.ptx)
         self.example_inputs: dict[str, np.ndarray] | None = None
         self.tuning_trials = 0
+        self.schedule_log = None  # which schedule rule took each function (set by the backend's build)
 
     # -- running ---------------------------------------------------------------------------------
     def _machine(self):

@@ -20,6 +20,7 @@ in the tests (SPARSECC_DEBUG=1); otherwise the next rule gets the function.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -186,28 +187,94 @@ class Injective(CPUScheduleRule):
         return sch
 
 
-class _Reported(dl.ScheduleRule):
-    """Runs a rule; an exception in it is logged with its name, and fails the build in debug mode."""
+class CatchAll(CPUScheduleRule):
+    """Whatever no other rule took: each block's leading spatial loops fused and parallel, an
+    injective block's innermost loop vectorised. Never the fast path: the compile log names
+    every function only this rule scheduled."""
 
-    def __init__(self, rule: dl.ScheduleRule):
-        self.rule = rule
-
-    def apply(self, func, target, tunable):
-        try:
-            return self.rule.apply(func, target, tunable)
-        except Exception as error:  # any TVM or Python error inside a rule is a bug in that rule
-            name = (
-                func.attrs["global_symbol"] if func.attrs and "global_symbol" in func.attrs else "a function"
-            )
-            message = f"schedule rule {type(self.rule).__name__} failed on {name}: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}"
-            if os.environ.get(DEBUG_ENV) == "1":
-                raise ScheduleRuleError(message) from error
-            logger.warning("%s; the next rule gets it", message)
+    def apply(self, func: tirx.PrimFunc, target, _tunable: bool):
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
             return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None:  # opaque blocks: nothing this rule can reason about
+            return None
+        try_inline(sch, [info for info in infos[:-1] if info.is_injective()])
+        for info in normalize_prim_func(sch) or []:
+            loops = sch.get_loops(info.block_rv)
+            kinds = info.dom_kind()
+            lead = len(kinds) - len(kinds.lstrip("S"))
+            if info.is_injective() and len(loops) >= 2:
+                sch.parallel(sch.fuse(*loops[:-1]))
+                _vectorize_last(sch, loops[-1])
+            elif lead >= 1:
+                sch.parallel(sch.fuse(*loops[:lead]) if lead > 1 else loops[0])
+        return sch
 
 
-def apply_cpu_schedules(module, target):
-    """Schedule every unscheduled PrimFunc of a legalized, fused module for a CPU target."""
-    rules = [BatchMatmul(), dl.cpu.GEMV(), RowReduction(), dl.cpu.Reduction(), Injective()]
+RULES = (BatchMatmul, dl.cpu.GEMV, RowReduction, dl.cpu.Reduction, Injective)  # in order; then CatchAll
+
+
+@dataclasses.dataclass
+class ScheduleLog:
+    """Which rule scheduled each function of a module (the compile log and the tests read it)."""
+
+    taken_by: dict[str, str] = dataclasses.field(default_factory=dict)  # function -> rule name
+    unscheduled: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def catch_all_only(self) -> list[str]:
+        return sorted(name for name, rule in self.taken_by.items() if rule == CatchAll.__name__)
+
+
+def _apply_rule(rule, name: str, func, target):
+    """The rule's schedule, None when it does not apply; a crash is reported, not swallowed."""
+    try:
+        return rule.apply(func, target, False)
+    except Exception as error:  # any TVM or Python error inside a rule is a bug in that rule
+        text = str(error).strip()
+        message = f"schedule rule {type(rule).__name__} failed on {name}: {text.splitlines()[-1] if text else type(error).__name__}"
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise ScheduleRuleError(message) from error
+        logger.warning("%s; the next rule gets it", message)
+        return None
+
+
+def apply_cpu_schedules(module, target, log: ScheduleLog | None = None):
+    """Schedule every unscheduled PrimFunc of a legalized, fused module for a CPU target.
+
+    Rules are tried in order (`RULES`, then `CatchAll`); `log` records which one took each
+    function. A function no rule takes fails the build in debug mode and is logged otherwise.
+    """
+    log = log if log is not None else ScheduleLog()
+    rules = [rule() for rule in RULES] + [CatchAll()]
+    updated = {}
     with target:
-        return dl.ApplyDefaultSchedule(*[_Reported(rule) for rule in rules])(module)
+        for gvar, func in module.functions_items():
+            if not isinstance(func, tirx.PrimFunc) or _is_scheduled(func):
+                continue
+            name = gvar.name_hint
+            for rule in rules:
+                sch = _apply_rule(rule, name, func, target)
+                if sch is not None:
+                    updated[gvar] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+                    log.taken_by[name] = type(rule).__name__
+                    break
+            else:
+                log.unscheduled.append(name)
+    for gvar, func in updated.items():
+        module[gvar] = func
+    if log.catch_all_only:
+        logger.info("scheduled only by the catch-all rule: %s", ", ".join(log.catch_all_only))
+    if log.unscheduled:
+        message = (
+            f"no schedule rule took {', '.join(log.unscheduled)}: they run as single-threaded scalar loops"
+        )
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise ScheduleRuleError(message)
+        logger.warning(message)
+    return module
+
+
+def _is_scheduled(func) -> bool:
+    return "tirx.is_scheduled" in func.attrs and bool(func.attrs["tirx.is_scheduled"])

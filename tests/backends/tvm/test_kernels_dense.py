@@ -62,7 +62,9 @@ def test_gemm_kernel_any_tokens(m, out, inp):
     check(dense(out, inp), CPU, m=m, rng=RNG)
 
 
-@pytest.mark.parametrize("tiles", [{"MR": 8, "NV": 1}, {"MR": 4, "NV": 2}, {"MR": 2, "NV": 1}, {"MR": 1, "NV": 1}])
+@pytest.mark.parametrize(
+    "tiles", [{"MR": 8, "NV": 1}, {"MR": 4, "NV": 2}, {"MR": 2, "NV": 1}, {"MR": 1, "NV": 1}]
+)
 def test_gemm_tiles_are_tunable_without_changing_the_result(tiles):
     w = dense(64, 40)
     kernel = make_kernel(w, None, 16, CPU, tiles)

@@ -156,3 +156,41 @@ def test_a_rule_that_crashes_fails_the_build_in_debug_mode(monkeypatch, caplog):
     np.testing.assert_allclose(
         run(scheduled, x), numpy_layer_norm(x.astype(np.float64)), rtol=1e-4, atol=1e-4
     )
+
+
+def conv_module():
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 3, 16, 16), "float32"))
+    w = relax.const(np.random.default_rng(4).standard_normal((8, 3, 4, 4)).astype(np.float32))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            out = builder.emit_output(builder.emit(relax.op.nn.conv2d(x, w, strides=4)))
+        builder.emit_func_output(out)
+    return relax.get_pipeline("zero")(builder.get())
+
+
+def test_catch_all_schedules_what_no_rule_takes_and_the_log_says_so():
+    from sparsecc.backends.tvm.schedules import ScheduleLog
+
+    log = ScheduleLog()
+    module = apply_cpu_schedules(conv_module(), CPU.target, log)
+    assert log.catch_all_only == ["conv2d"] and not log.unscheduled
+    x = np.random.default_rng(5).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    got = run(module, x)
+    want = torch_free_conv(x, np.random.default_rng(4).standard_normal((8, 3, 4, 4)).astype(np.float32))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def torch_free_conv(x, w):
+    """4x4 convolution with stride 4 as patches times the weight."""
+    patches = x.reshape(1, 3, 4, 4, 4, 4).transpose(0, 2, 4, 1, 3, 5).reshape(16, 48)
+    return (patches @ w.reshape(8, 48).T).T.reshape(1, 8, 4, 4)
+
+
+def test_a_function_no_rule_takes_fails_the_build_in_debug_mode(monkeypatch):
+    from sparsecc.backends.tvm import schedules
+
+    monkeypatch.setattr(schedules, "RULES", ())
+    monkeypatch.setattr(schedules.CatchAll, "apply", lambda self, func, target, tunable: None)
+    with pytest.raises(Exception, match="no schedule rule took conv2d"):
+        apply_cpu_schedules(conv_module(), CPU.target)

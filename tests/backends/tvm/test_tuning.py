@@ -95,7 +95,9 @@ def test_a_sparse_layer_that_measures_slower_than_dense_runs_dense(tmp_path):
     cpu = resolve_target("cpu")
     rng = np.random.default_rng(0)
     w = rng.standard_normal((512, 512)).astype(np.float32)
-    csr = CsrWeight.from_dense(w)  # no zeros: 1x1 blocks measured 2-3x slower than the dense kernel (a gap no load hides)
+    csr = CsrWeight.from_dense(
+        w
+    )  # no zeros: 1x1 blocks measured 2-3x slower than the dense kernel (a gap no load hides)
     bias = np.ones(512, np.float32)
     tuner = KernelTuner(cpu, 2, tmp_path)
     kernel = tuner.tune(make_kernel(csr, bias, 64, cpu), csr, bias, 64)

@@ -170,7 +170,9 @@ def make_dense_kernel(
     tiles = {**default_tiles(m, n, lanes), **(tiles or {})}
     mr, nv = int(tiles["MR"]), int(tiles["NV"])
     if nv not in output_vectors(n, lanes) or mr not in token_tile_choices(m, nv):
-        raise ValueError(f"dense tiles {tiles} invalid for m={m}, n={n}: NV must give panels dividing n, MR divide {padded_tokens(m)}")
+        raise ValueError(
+            f"dense tiles {tiles} invalid for m={m}, n={n}: NV must give panels dividing n, MR divide {padded_tokens(m)}"
+        )
     base = dense_linear(m, n, k, nv * lanes)
     sch = tvm.s_tir.Schedule(base)
     schedule_dense(sch, m, n, k, lanes, nv, mr)

@@ -1,0 +1,238 @@
+"""transformers models as users export them: sparsecc against onnxruntime, torch and DeepSparse.
+
+    python bench/bench_real.py [--models bert-base-dynamo,...] [--configs dense,unstructured90,...]
+                               [--rounds 3] [--runs 10] [--profile] [--markdown out.md]
+
+Each model is a transformers model with seeded random weights (`sparsecc.models.hf`), pruned in
+torch by a spec (the masks sparsecc's patterns impose), then exported with `torch.onnx.export`
+(dynamo at opset 18, or TorchScript at opset 17). Every candidate runs that same file:
+onnxruntime, sparsecc (`compile(path, "existing")`), DeepSparse 1.8.0 on an opset-17 copy
+(its own virtualenv, bench/deepsparse_env.sh; skipped when absent), and torch on the pruned
+module. One process, interleaved rounds with a settle pause, 2 threads everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import common
+import deepsparse_peer
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+import sparsecc
+from sparsecc.backends.ort import session
+from sparsecc.models import hf
+from sparsecc.sparsity.spec import SparsitySpec
+
+# name -> spec on torch parameter names; "all linears" means every linear weight of the encoder
+CONFIGS = {
+    "dense": None,
+    "unstructured90": "unstructured@0.9",
+    "unstructured80": "unstructured@0.8",
+    "block16x1_90": "block(16,1)@0.9",
+    "block4x4_80": "block(4,4)@0.8",
+    "ffn1x16_90_qkv24": "*attention.output*=dense; *output.dense*=block(1,16)@0.9; *intermediate*=block(1,16)@0.9; *attention.self*=2:4",
+}
+DEFAULT_MODELS = "bert-base-dynamo"
+LABELS = {
+    "dense": "dense",
+    "unstructured90": "all linears 90% unstructured",
+    "unstructured80": "all linears 80% unstructured",
+    "block16x1_90": "all linears 16x1 blocks at 90%",
+    "block4x4_80": "all linears 4x4 blocks at 80%",
+    "ffn1x16_90_qkv24": "FFN 1x16 blocks at 90%, q/k/v 2:4",
+}
+
+
+def linear_weights(module):
+    """(parameter name, tensor, transposed?) of every linear layer: nn.Linear and GPT-2's Conv1D."""
+    for name, child in module.named_modules():
+        if isinstance(child, torch.nn.Linear):
+            yield f"{name}.weight", child.weight, False
+        elif type(child).__name__ == "Conv1D":  # transformers' GPT-2 layer: weight [in, out]
+            yield f"{name}.weight", child.weight, True
+
+
+def prune(module, spec_text: str | None) -> int:
+    """Zero the weights the spec selects, in place; returns how many weights were pruned."""
+    if spec_text is None:
+        return 0
+    spec, count = SparsitySpec.parse(spec_text), 0
+    with torch.no_grad():
+        for name, weight, transposed in linear_weights(module):
+            rule = spec.rule_for(name)
+            if rule is None:
+                continue
+            w = weight.detach().numpy()
+            w = w.T if transposed else w
+            mask = rule.pattern.keep_mask(np.ascontiguousarray(w))
+            if mask is not None:
+                mask = mask.T if transposed else mask
+                weight.mul_(torch.from_numpy(mask.astype(np.float32)))
+                count += 1
+    return count
+
+
+def parse_model(text: str) -> tuple[str, str, str]:
+    family, size, exporter = text.split("-")
+    return family, size, exporter
+
+
+def measure(model_name: str, config: str, args, console: Console) -> dict:
+    family, size, exporter = parse_model(model_name)
+    module, inputs = hf.build(family, size)
+    pruned = prune(module, CONFIGS[config])
+    work = tempfile.mkdtemp(prefix="bench-real-")
+    path = os.path.join(work, "model.onnx")
+    feeds = hf.export_onnx(module, inputs, path, exporter, 18 if exporter == "dynamo" else 17)
+    started = time.perf_counter()
+    compiled = sparsecc.compile(path, "existing", example_inputs=feeds, tune=args.tune)
+    compile_s = time.perf_counter() - started
+    ort = session.make_session(path, threads=common.THREADS)
+    reference = ort.run(None, feeds)[0]
+    error = float(np.abs(compiled(**feeds) - reference).max() / np.abs(reference).max())
+    torch_args = tuple(inputs.values())
+    candidates = {
+        "onnxruntime": lambda: ort.run(None, feeds),
+        "torch": lambda: module(*torch_args),
+        "sparsecc": lambda: compiled(**feeds),
+    }
+    peer = None
+    if deepsparse_peer.available():
+        peer = deepsparse_peer.DeepSparse(path, feeds, threads=common.THREADS)
+        ds_error = float(np.abs(peer.outputs()[0] - reference).max() / np.abs(reference).max())
+        candidates["DeepSparse"] = peer
+    with torch.no_grad():
+        times = common.interleaved(candidates, rounds=args.rounds, runs=args.runs)
+    formats = {}
+    for row in compiled.report:
+        key = f"{row['runs']} ({row['kernel']})"
+        formats[key] = formats.get(key, 0) + 1
+    result = {
+        "model": model_name,
+        "config": config,
+        "times": times,
+        "error": error,
+        "deepsparse_error": ds_error if peer else None,
+        "compile_s": compile_s,
+        "pruned": pruned,
+        "formats": formats,
+    }
+    if peer is not None:
+        peer.close()  # its threads would spin beside the profile
+    if args.profile:
+        result["profile"] = compiled.profile(**feeds, runs=3)
+    console.print(
+        f"[dim]{model_name} {config}: "
+        + ", ".join(f"{k} {v:.1f} ms" for k, v in times.items())
+        + f"; max rel err {error:.1e}; compile {compile_s:.0f} s; {formats}[/dim]"
+    )
+    return result
+
+
+def ratio(times: dict, baseline: str) -> str:
+    return f"{times[baseline] / times['sparsecc']:.2f}x" if baseline in times else "-"
+
+
+def table(results: list[dict]) -> Table:
+    t = Table(
+        title=f"median ms, {common.THREADS} threads, one interleaved run per row; ratio = baseline / sparsecc"
+    )
+    columns = (
+        "model",
+        "weights",
+        "onnxruntime",
+        "torch",
+        "DeepSparse",
+        "sparsecc",
+        "vs ORT",
+        "vs torch",
+        "vs DeepSparse",
+        "max rel err",
+    )
+    for column in columns:
+        t.add_column(column, justify="left" if column in ("model", "weights") else "right")
+    for r in results:
+        times = r["times"]
+        t.add_row(
+            r["model"],
+            LABELS[r["config"]],
+            *(
+                f"{times[c]:.1f}" if c in times else "-"
+                for c in ("onnxruntime", "torch", "DeepSparse", "sparsecc")
+            ),
+            ratio(times, "onnxruntime"),
+            ratio(times, "torch"),
+            ratio(times, "DeepSparse"),
+            f"{r['error']:.1e}",
+        )
+    return t
+
+
+def markdown(results: list[dict]) -> str:
+    lines = [
+        "| model | weights | onnxruntime | torch | DeepSparse | sparsecc | vs ORT | vs torch | vs DeepSparse |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        times = r["times"]
+        cells = [
+            f"{times[c]:.1f}" if c in times else "-"
+            for c in ("onnxruntime", "torch", "DeepSparse", "sparsecc")
+        ]
+        lines.append(
+            f"| {r['model']} | {LABELS[r['config']]} | "
+            + " | ".join(cells)
+            + f" | {ratio(times, 'onnxruntime')} | {ratio(times, 'torch')} | {ratio(times, 'DeepSparse')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=DEFAULT_MODELS, help="family-size-exporter, comma separated")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"from {', '.join(CONFIGS)}")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--tune", type=int, default=0, help="tuning trials per kernel for sparsecc")
+    parser.add_argument("--profile", action="store_true", help="print sparsecc's time per function group")
+    parser.add_argument("--markdown", help="also write the table as markdown to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(common.THREADS)
+    console = Console(width=200)
+    if not deepsparse_peer.available():
+        console.print(
+            "[yellow]DeepSparse is not installed (bash bench/deepsparse_env.sh): its column stays empty[/yellow]"
+        )
+    results = []
+    for model_name in args.models.split(","):
+        for config in args.configs.split(","):
+            results.append(measure(model_name, config, args, console))
+            if args.profile:
+                profile = Table(title=f"{model_name} {config}: sparsecc time per function group")
+                for column in ("function", "calls", "ms", "ms per call"):
+                    profile.add_column(column, justify="left" if column == "function" else "right")
+                for entry in results[-1]["profile"][:12]:
+                    profile.add_row(
+                        entry.group[:70],
+                        str(entry.calls),
+                        f"{entry.total_ms:.2f}",
+                        f"{entry.per_call_ms:.3f}",
+                    )
+                console.print(profile)
+    console.print(table(results))
+    if args.markdown:
+        with open(args.markdown, "w") as handle:
+            handle.write(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
