@@ -4,7 +4,9 @@
 
 M=128 tokens, fp32, (out, in) in {(768,768), (3072,768), (768,3072)}; sparsity 50..95%
 for unstructured (CSR) and each block shape, 2:4 at 50%. Baselines: torch.nn.functional.linear
-(oneDNN/MKL) and onnxruntime MatMul+Add, same threads. Prints medians (ms) and speedups.
+(oneDNN/MKL), onnxruntime MatMul+Add and DeepSparse 1.8.0 on the same one-layer ONNX model with the
+pruned weight (its own virtualenv: bench/deepsparse_env.sh; skipped when absent), same threads.
+Prints medians (ms) and speedups.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import common
+import deepsparse_peer
 import numpy as np
 import onnx
 import torch
@@ -34,13 +37,15 @@ SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
 BLOCKS = ((16, 1), (8, 1), (4, 4), (1, 16))
 
 
-def ort_linear(w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:
+def ort_linear(w: np.ndarray, b: np.ndarray, batch: bool = False) -> onnx.ModelProto:
+    """MatMul + Add; `batch`: X as [1, M, in], as in a transformer (DeepSparse's first axis is the batch)."""
     out, inp = w.shape
+    lead = [1, M] if batch else [M]
     graph = onnx.helper.make_graph(
         [onnx.helper.make_node("MatMul", ["X", "W"], ["T"]), onnx.helper.make_node("Add", ["T", "B"], ["Y"])],
         "g",
-        [onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [M, inp])],
-        [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [M, out])],
+        [onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [*lead, inp])],
+        [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [*lead, out])],
         [onnx.numpy_helper.from_array(np.ascontiguousarray(w.T), "W"), onnx.numpy_helper.from_array(b, "B")],
     )
     return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 21)], ir_version=10)
@@ -70,7 +75,11 @@ class TvmLayer:
 
 def cases(args):
     shapes = [(3072, 768)] if args.quick else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(v) for v in text.split("x")) for text in args.shapes.split(",")]
     sparsities = [0.9] if args.quick else SPARSITIES
+    if args.sparsities:
+        sparsities = [float(v) for v in args.sparsities.split(",")]
     formats = args.formats.split(",")
     for shape in shapes:
         for sparsity in sparsities:
@@ -99,6 +108,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only (3072, 768) at 90%% (and 2:4)")
     parser.add_argument("--formats", default="bsr,csr,nm")
+    parser.add_argument(
+        "--sparsities", help="comma separated, e.g. 0.8,0.9 (default: 50..95%%, --quick: 90%%)"
+    )
+    parser.add_argument("--shapes", help="out x in, comma separated, e.g. 768x768,3072x768")
     args = parser.parse_args()
     torch.set_num_threads(common.THREADS)
     target = resolve_target("cpu")
@@ -116,9 +129,11 @@ def main() -> None:
         "torch dense",
         "ORT dense",
         "TVM dense",
+        "DeepSparse",
         "sparse",
         "vs torch",
         "vs ORT",
+        "vs DeepSparse",
         "max err",
     ):
         table.add_column(column, justify="right")
@@ -139,15 +154,26 @@ def main() -> None:
         pruned, weight = sparse_weight(kind, sparsity, w)
         layer = TvmLayer(weight, b, target).bind(x)
         xt, wt, bt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+        candidates = {
+            "torch": lambda: torch.nn.functional.linear(xt, wt, bt),
+            "ort": lambda: ort.run(None, {"X": x}),
+            "tvm_dense": tvm_dense,
+            "sparse": layer,
+        }
+        peer = None
+        if deepsparse_peer.available():
+            import tempfile
+
+            import onnx as onnx_lib
+
+            path = os.path.join(tempfile.mkdtemp(prefix="bench-layer-"), "layer.onnx")
+            onnx_lib.save(ort_linear(pruned, b, batch=True), path)
+            peer = deepsparse_peer.DeepSparse(path, {"X": x[None]}, threads=common.THREADS)
+            candidates["deepsparse"] = peer
         with torch.no_grad():
-            times = common.interleaved(
-                {
-                    "torch": lambda: torch.nn.functional.linear(xt, wt, bt),
-                    "ort": lambda: ort.run(None, {"X": x}),
-                    "tvm_dense": tvm_dense,
-                    "sparse": layer,
-                }
-            )
+            times = common.interleaved(candidates)
+        if peer is not None:
+            peer.close()
         layer()
         error = float(np.abs(layer.output() - (x @ pruned.T + b)).max())
         table.add_row(
@@ -158,9 +184,11 @@ def main() -> None:
             f"{times['torch']:.3f}",
             f"{times['ort']:.3f}",
             f"{times['tvm_dense']:.3f}",
+            f"{times['deepsparse']:.3f}" if "deepsparse" in times else "-",
             f"{times['sparse']:.3f}",
             f"{times['torch'] / times['sparse']:.2f}x",
             f"{times['ort'] / times['sparse']:.2f}x",
+            f"{times['deepsparse'] / times['sparse']:.2f}x" if "deepsparse" in times else "-",
             f"{error:.1e}",
         )
         console.print(

@@ -100,13 +100,15 @@ def sparsify(
     *,
     portable: bool = False,
     target="cpu",
-    backend: str = "tvm",
+    backend: str = "onnxruntime",
     calibration=None,
 ) -> onnx.ModelProto:
     """Sparsify `model` (torch module, ONNX path/proto or "zoo:NAME") by `spec`; returns ONNX.
 
     The result runs in any ONNX runtime: sparse ops carry reference bodies as model-local
-    functions. `portable=True` writes standard ONNX only (pruned dense weights).
+    functions. `portable=True` writes standard ONNX only (pruned dense weights). Formats are
+    priced by `backend`'s cost model: "onnxruntime" (default) keeps a sparse format where the
+    file gets smaller; "tvm" where sparsecc's kernels run faster on `target`.
     """
     result = sparsify_ir(
         model,

@@ -25,6 +25,7 @@ from sparsecc.passes.canonicalize import CanonicalizePass
 from sparsecc.passes.cleanup import CleanupPass
 from sparsecc.passes.context import CompileContext
 from sparsecc.passes.dense_to_sparse import DenseToSparsePass
+from sparsecc.passes.fuse_attention import FuseAttentionPass
 from sparsecc.passes.prune import PrunePass
 
 logger = logging.getLogger(__name__)
@@ -35,12 +36,13 @@ VERIFY_EACH_ENV = "SPARSECC_VERIFY_EACH"  # "1": verify after every pass (the te
 # name -> factory(context) -> pass, in the order a default pipeline runs them
 PASSES: dict[str, Callable[[CompileContext], ir.passes.PassBase]] = {
     "canonicalize": lambda ctx: CanonicalizePass(),  # Gemm/MatMul(+Transpose) -> MatMul(X, Wt) [+ Add]
+    "fuse-attention": lambda ctx: FuseAttentionPass(),  # softmax(Q K^T * s + mask) V -> Attention
     "analyze-sparsity": AnalyzeSparsityPass,  # density, N:M, blocks per weight (read-only)
     "prune": PrunePass,  # impose the spec's patterns by magnitude
     "dense-to-sparse": DenseToSparsePass,  # linear -> BsrMatMul / NmMatMul / CsrMatMul where it pays
     "cleanup": lambda ctx: CleanupPass(),  # unused nodes, functions, opsets; topological order
 }
-DEFAULT_PIPELINE = "canonicalize,analyze-sparsity,prune,dense-to-sparse,cleanup"
+DEFAULT_PIPELINE = "canonicalize,fuse-attention,analyze-sparsity,prune,dense-to-sparse,cleanup"
 PORTABLE_PIPELINE = "canonicalize,analyze-sparsity,prune,cleanup"
 
 

@@ -20,6 +20,7 @@ class BenchResult:
     sparse_key: str
     report: list[dict]
     max_rel_error: float  # TVM sparse vs onnxruntime on the pruned dense model
+    profile: list = dataclasses.field(default_factory=list)  # the sparse build's FunctionTimes, when asked
 
 
 def _median_ms(fn, runs: int) -> float:
@@ -32,8 +33,17 @@ def _median_ms(fn, runs: int) -> float:
     return float(np.median(samples)) * 1000.0
 
 
+SETTLE_SECONDS = 0.5  # other libraries' worker threads spin after a call; let them park first
+
+
 def run_benchmark(
-    model: str, spec: str, target: str = "cpu", rounds: int = 3, runs: int = 5, threads: int | None = None
+    model: str,
+    spec: str,
+    target: str = "cpu",
+    rounds: int = 3,
+    runs: int = 5,
+    threads: int | None = None,
+    profile: bool = False,
 ) -> BenchResult:
     """Compile `model` dense and sparse for `target` and time every candidate."""
     import onnx_ir as ir
@@ -66,9 +76,14 @@ def run_benchmark(
     samples = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
+            time.sleep(SETTLE_SECONDS)
             samples[name].append(_median_ms(fn, runs))
     times = {name: float(np.median(values)) for name, values in samples.items()}
-    return BenchResult(times, "TVM sparse", sparse.report, error)
+    result = BenchResult(times, "TVM sparse", sparse.report, error)
+    if profile:
+        time.sleep(SETTLE_SECONDS)
+        result.profile = sparse.profile(*args, runs=runs)
+    return result
 
 
 def _torch_candidate(model, pruned_ir, threads: int):

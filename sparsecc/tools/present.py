@@ -76,6 +76,33 @@ def kernel_table(rows: list[dict], title: str) -> Table:
     return table
 
 
+def profile_table(entries: Iterable, title: str, limit: int = 15) -> Table:
+    """Time per function group of one call (`FunctionTime`s, slowest first), with its share."""
+    entries = list(entries)
+    total = sum(e.total_ms for e in entries) or 1.0
+    table = Table(title=title, title_justify="left")
+    for column in ("function", "calls", "ms", "ms per call", "share"):
+        table.add_column(column, justify="left" if column == "function" else "right")
+    for entry in entries[:limit]:
+        table.add_row(
+            entry.group[:70],
+            str(entry.calls),
+            f"{entry.total_ms:.2f}",
+            f"{entry.per_call_ms:.3f}",
+            f"{100 * entry.total_ms / total:.0f}%",
+        )
+    if len(entries) > limit:
+        rest = entries[limit:]
+        table.add_row(
+            f"({len(rest)} more)",
+            str(sum(e.calls for e in rest)),
+            f"{sum(e.total_ms for e in rest):.2f}",
+            "",
+            "",
+        )
+    return table
+
+
 def pass_table(runs: Iterable) -> Table:
     """Per-pass timing, as `mlir-opt --mlir-timing` shows it."""
     table = Table(title="Passes", title_justify="left")

@@ -1,8 +1,8 @@
 """transformers models of several families, exported by both torch exporters, compiled from the file.
 
 Each is pruned in torch (80% unstructured on every linear), exported as a user would and
-compiled with `compile(path, "existing")`; outputs must match onnxruntime on the same file
-and every function of the build must be scheduled by a rule (the tests run with
+compiled with `compile(path, "existing")`; outputs must match onnxruntime on the same file,
+attention must run as the fused kernel, and every function of the build must be scheduled by a rule (the tests run with
 SPARSECC_DEBUG=1, so an unscheduled function or a crashing rule fails the compile).
 """
 
@@ -44,6 +44,9 @@ def test_compiles_matches_onnxruntime_and_schedules_everything(family, exporter,
     got = compiled(**feeds)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     assert all(row["runs"] == "CSR" for row in compiled.report), compiled.report
+    # attention, fused by the pipeline, runs as the one flash-style kernel
+    groups = {entry.group for entry in compiled.profile(**feeds, runs=1)}
+    assert "attention_cpu" in groups and not any("softmax" in group for group in groups), groups
     log = compiled.schedule_log
     assert not log.unscheduled
     # only ViT's patch-embedding convolution is left to the catch-all rule (convolutions: their own issue)

@@ -60,3 +60,10 @@ def test_demo_runs(tmp_path):
     stdout = cli("demo", "-o", str(tmp_path))
     assert "onnxruntime check" in stdout and "smaller" in stdout
     assert (tmp_path / "bert-sparse.onnx").exists()
+
+
+def test_bench_profile_shows_where_the_time_goes():
+    out = cli("bench", "zoo:mlp", "--spec", "layers.0.weight=block(16,1)@0.9", "--rounds", "1", "--profile")
+    assert "TVM sparse" in out and "onnxruntime dense" in out
+    table = out[out.index("time per function group") :]
+    assert "bsr_16x1_x86" in table and "dense_gemm_x86" in table and "%" in table

@@ -5,7 +5,7 @@ name (`selection.py`). The extension renames, in a copy of the graph, the nodes 
 convert ourselves to private op types, so TVM's unsupported-op check and dispatch (which
 look at the op type only, not the domain) never confuse them with its own:
   a linear layer with a chosen kernel (sparse op, MatMul by a constant W) -> call_tir of it
-  Attention (opset 23, standard domain)                                   -> matmul/softmax/matmul
+  Attention (opset 23, standard domain)                                   -> attention.py
 Everything TVM cannot import is reported at once, in one line.
 """
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import math
 
-import numpy as np
 import onnx
 
+from sparsecc.backends.tvm.attention import lower_attention
 from sparsecc.backends.tvm.kernels import Kernel
 from sparsecc.errors import UnsupportedOpError
 
@@ -59,9 +59,10 @@ def _importer_class():
     class SparseccImporter(onnx_frontend.ONNXGraphImporter):
         """TVM's ONNX graph importer plus converters for sparsecc's ops."""
 
-        def __init__(self, shape_dict, dtype_dict, kernels: dict[str, Kernel]):
+        def __init__(self, shape_dict, dtype_dict, kernels: dict[str, Kernel], target):
             super().__init__(shape_dict, dtype_dict)
             self.kernels = kernels  # node name -> the kernel chosen for it
+            self.target = target  # TargetInfo, or None: no target-specific kernels (attention decomposed)
 
         def _check_for_unsupported_ops(self, graph):
             known = onnx_frontend._get_convert_map()
@@ -86,7 +87,7 @@ def _importer_class():
             if not op_name.startswith(PRIVATE):
                 return super()._convert_operator(op_name, inputs, attrs, opset)
             if op_name == ATTENTION:
-                return self.bb.normalize(convert_attention(self.bb, inputs, attrs))
+                return self.bb.normalize(lower_attention(self.bb, inputs, attrs, self.target))
             return self.bb.normalize(self._convert_linear(inputs[0], attrs["tvm_custom"]["name"]))
 
         def _convert_linear(self, x, name: str):
@@ -119,49 +120,6 @@ def _func_name(node_name: str, kernel: Kernel) -> str:
     return f"{kernel.name}_{clean}"
 
 
-def convert_attention(bb, inputs, attrs):
-    """ONNX opset-23 Attention (no past KV) as Relax: softmax(Q K^T * scale + mask) V."""
-    from tvm import relax
-
-    q, k, v = inputs[0], inputs[1], inputs[2]
-    mask = inputs[3] if len(inputs) > 3 else None
-    if len(inputs) > 4 and any(i is not None for i in inputs[4:]):
-        raise UnsupportedOpError("Attention with past key/value inputs is not supported by the TVM backend")
-    if attrs.get("softcap", 0.0) or attrs.get("qk_matmul_output_mode", 0):
-        raise UnsupportedOpError(
-            "Attention with softcap or qk_matmul_output_mode is not supported by the TVM backend"
-        )
-    three_d = len(q.ty.shape) == 3
-    if three_d:  # [B, S, H*D] -> [B, H, S, D]
-        q = _split_heads(bb, q, int(attrs["q_num_heads"]))
-        k = _split_heads(bb, k, int(attrs["kv_num_heads"]))
-        v = _split_heads(bb, v, int(attrs["kv_num_heads"]))
-    heads_q, heads_kv = int(q.ty.shape[1]), int(k.ty.shape[1])
-    if heads_q != heads_kv:
-        k = bb.emit(relax.op.repeat(k, heads_q // heads_kv, axis=1))
-        v = bb.emit(relax.op.repeat(v, heads_q // heads_kv, axis=1))
-    head_dim = int(q.ty.shape[-1])
-    scale = float(attrs.get("scale", 1.0 / math.sqrt(head_dim)))
-    # Scale Q, not the scores: the multiply then fuses into the matmul as a prologue.
-    q = bb.emit(relax.op.multiply(q, relax.const(scale, "float32")))
-    scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 1, 3, 2])))
-    s_q, s_kv = int(scores.ty.shape[2]), int(scores.ty.shape[3])
-    if attrs.get("is_causal", 0):
-        causal = np.triu(np.full((s_q, s_kv), -np.inf, np.float32), k=1 + s_kv - s_q)
-        scores = bb.emit(relax.op.add(scores, relax.const(causal)))
-    if mask is not None:
-        if mask.ty.dtype == "bool":
-            scores = bb.emit(relax.op.where(mask, scores, relax.const(-np.inf, "float32")))
-        else:
-            scores = bb.emit(relax.op.add(scores, mask))
-    probs = bb.emit(relax.op.nn.softmax(scores, axis=-1))
-    out = bb.emit(relax.op.matmul(probs, v))
-    if three_d:
-        b, h, s, d = (int(x) for x in out.ty.shape)
-        out = bb.emit(relax.op.reshape(relax.op.permute_dims(out, [0, 2, 1, 3]), (b, s, h * d)))
-    return out
-
-
 def exact_gelu(x):
     """0.5 x (1 + erf(x / sqrt 2)) spelled out, so FastMathTransform can vectorise the erf."""
     from tvm import relax
@@ -171,22 +129,17 @@ def exact_gelu(x):
     return relax.op.multiply(relax.op.multiply(x, half), relax.op.add(relax.const(1.0, "float32"), erf))
 
 
-def _split_heads(bb, x, heads: int):
-    from tvm import relax
-
-    b, s, hidden = (int(d) for d in x.ty.shape)
-    return bb.emit(relax.op.permute_dims(relax.op.reshape(x, (b, s, heads, hidden // heads)), [0, 2, 1, 3]))
-
-
 def import_onnx(
     model: onnx.ModelProto,
     input_shapes: dict[str, tuple],
     input_dtypes: dict[str, str],
     kernels: dict[str, Kernel] | None = None,
+    target=None,
 ):
-    """Relax IRModule of `model` with static input shapes; `kernels` maps linear node names to their kernel."""
+    """Relax IRModule of `model` with static input shapes; `kernels` maps linear node names to their
+    kernel; `target` (a TargetInfo) picks target kernels for other ops (attention)."""
     kernels = kernels or {}
     marked = mark_private_ops(model, set(kernels))
-    importer = _importer_class()(input_shapes, input_dtypes, kernels)
+    importer = _importer_class()(input_shapes, input_dtypes, kernels, target)
     opset = next((o.version for o in marked.opset_import if o.domain in ("", "ai.onnx")), 1)
     return importer.from_onnx(marked.graph, opset)

@@ -31,16 +31,16 @@ from tvm.s_tir.dlight.base import get_extent
 from tvm.s_tir.dlight.base.common_schedules import try_inline
 from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 
+from sparsecc.backends.tvm.target import TargetInfo
 from sparsecc.errors import ScheduleRuleError
 
 logger = logging.getLogger(__name__)
 DEBUG_ENV = "SPARSECC_DEBUG"  # "1": a failing rule fails the build
 
-LANES = 16
-TILE_ROWS, TILE_VECTORS = 4, 2  # batch-matmul register tile: 4 rows x 32 columns, 8 accumulators (512 B)
+TILE_ROWS, TILE_VECTORS = 4, 2  # batch-matmul register tile: 4 rows x 2 vectors, 8 accumulators
 
 
-def _vectorize_last(sch, loop, lanes: int = LANES) -> None:
+def _vectorize_last(sch, loop, lanes: int) -> None:
     extent = get_extent(sch, loop)
     if isinstance(extent, int) and extent >= lanes and extent % lanes == 0:
         _, inner = sch.split(loop, factors=[None, lanes])
@@ -77,31 +77,32 @@ class BatchMatmul(CPUScheduleRule):
             write_back = sch.cache_write(block, 0, "global")  # the epilogue fuses into this copy-out
             if try_inline(sch, list(epilogue)):
                 return None
+        lanes = TargetInfo.lanes_of(target)
         *outer, row, last, reduce = sch.get_loops(block)
         rows, columns = get_extent(sch, row), get_extent(sch, last)
         if (
             isinstance(rows, int)
             and isinstance(columns, int)
             and rows % TILE_ROWS == 0
-            and columns % (TILE_VECTORS * LANES) == 0
+            and columns % (TILE_VECTORS * lanes) == 0
         ):
-            return self._register_tiled(sch, block, [*outer, row], last, reduce, write_back)
+            return self._register_tiled(sch, block, [*outer, row], last, reduce, lanes, write_back)
         sch.reorder(reduce, last)
         fused = sch.fuse(*outer, row)
         sch.parallel(fused)
-        _vectorize_last(sch, last)  # before decompose_reduction, which leaves a non-compact update
+        _vectorize_last(sch, last, lanes)  # before decompose_reduction, which leaves a non-compact update
         if write_back is not None:
             sch.reverse_compute_at(write_back, fused, preserve_unit_loops=True)
-            _vectorize_last(sch, sch.get_loops(write_back)[-1])
+            _vectorize_last(sch, sch.get_loops(write_back)[-1], lanes)
         sch.decompose_reduction(block, reduce)
         return sch
 
     @staticmethod
-    def _register_tiled(sch, block, outer, last, reduce, write_back=None):
-        """A TILE_ROWS x (TILE_VECTORS x LANES) accumulator in registers: each B vector feeds TILE_ROWS rows."""
+    def _register_tiled(sch, block, outer, last, reduce, lanes, write_back=None):
+        """A TILE_ROWS x (TILE_VECTORS x lanes) accumulator in registers: each B vector feeds TILE_ROWS rows."""
         *batch, row = outer
         row_tile, row_in = sch.split(row, factors=[None, TILE_ROWS])
-        column_tile, vector, lane = sch.split(last, factors=[None, TILE_VECTORS, LANES])
+        column_tile, vector, lane = sch.split(last, factors=[None, TILE_VECTORS, lanes])
         sch.reorder(*batch, row_tile, column_tile, reduce, row_in, vector, lane)
         # small "global" buffers stay in registers
         accumulator = write_back if write_back is not None else sch.cache_write(block, 0, "global")
@@ -110,11 +111,11 @@ class BatchMatmul(CPUScheduleRule):
         sch.unroll(vector)
         sch.unroll(row_in)
         *_, written_row, written_column = sch.get_loops(accumulator)
-        _vectorize_last(sch, written_column)
+        _vectorize_last(sch, written_column, lanes)
         sch.unroll(written_row)
         sch.parallel(sch.fuse(*batch, row_tile, column_tile))  # before decompose_reduction (compact dataflow)
         init = sch.decompose_reduction(block, reduce)
-        _vectorize_last(sch, sch.get_loops(init)[-1])
+        _vectorize_last(sch, sch.get_loops(init)[-1], lanes)
         return sch
 
 
@@ -136,19 +137,20 @@ class RowReduction(CPUScheduleRule):
         # a row reduction keeps only the rows (e.g. a matmul with an epilogue keeps all its axes)
         if any(kind.count("S") != lead for kind in kinds if "R" in kind) or len(kinds[-1]) <= lead:
             return None
+        lanes = TargetInfo.lanes_of(target)
         partials = []
         for block in reductions:  # rfactor first: it needs each reduction alone in its loop nest
             reduce = sch.get_loops(block)[-1]
             extent = get_extent(sch, reduce)
-            if not isinstance(extent, int) or extent % LANES:
+            if not isinstance(extent, int) or extent % lanes:
                 return None
-            _, lane = sch.split(reduce, factors=[None, LANES])
+            _, lane = sch.split(reduce, factors=[None, lanes])
             partials.append(sch.rfactor(lane, factor_axis=lead))
         last = infos[-1].block_rv
         loops = sch.get_loops(last)
         rows = sch.fuse(*loops[:lead]) if lead > 1 else loops[0]
         sch.parallel(rows)
-        _vectorize_last(sch, sch.get_loops(last)[-1])
+        _vectorize_last(sch, sch.get_loops(last)[-1], lanes)
         for block in reversed(list(sch.get_child_blocks(sch.get_sblock("root")))[:-1]):
             sch.compute_at(block, rows, preserve_unit_loops=True)
         for partial in partials:  # under the row loop: [rows, lane (spatial), chunk (reduce), units]
@@ -169,6 +171,7 @@ class Injective(CPUScheduleRule):
         infos = normalize_prim_func(sch)
         if not infos or not all(info.is_injective() for info in infos):
             return None
+        lanes = TargetInfo.lanes_of(target)
         try_inline(sch, list(infos[:-1]))  # dlight's helper: what cannot inline stays a block of its own
         for info in normalize_prim_func(sch) or []:
             loops = sch.get_loops(info.block_rv)
@@ -177,11 +180,11 @@ class Injective(CPUScheduleRule):
             if len(loops) >= 2:
                 outer = sch.fuse(*loops[:-1])
                 sch.parallel(outer)
-                _vectorize_last(sch, loops[-1])
+                _vectorize_last(sch, loops[-1], lanes)
             else:
                 extent = get_extent(sch, loops[0])
                 if isinstance(extent, int) and extent >= 1024:
-                    outer, inner = sch.split(loops[0], factors=[None, LANES])
+                    outer, inner = sch.split(loops[0], factors=[None, lanes])
                     sch.parallel(outer)
                     sch.vectorize(inner)
         return sch
@@ -199,6 +202,7 @@ class CatchAll(CPUScheduleRule):
         infos = normalize_prim_func(sch)
         if infos is None:  # opaque blocks: nothing this rule can reason about
             return None
+        lanes = TargetInfo.lanes_of(target)
         try_inline(sch, [info for info in infos[:-1] if info.is_injective()])
         for info in normalize_prim_func(sch) or []:
             loops = sch.get_loops(info.block_rv)
@@ -206,7 +210,7 @@ class CatchAll(CPUScheduleRule):
             lead = len(kinds) - len(kinds.lstrip("S"))
             if info.is_injective() and len(loops) >= 2:
                 sch.parallel(sch.fuse(*loops[:-1]))
-                _vectorize_last(sch, loops[-1])
+                _vectorize_last(sch, loops[-1], lanes)
             elif lead >= 1:
                 sch.parallel(sch.fuse(*loops[:lead]) if lead > 1 else loops[0])
         return sch

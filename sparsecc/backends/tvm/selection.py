@@ -3,6 +3,7 @@ tuned when asked; and, when asked, each sparse kernel is timed against the dense
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -16,10 +17,24 @@ logger = logging.getLogger(__name__)
 
 
 def select_kernels(layers: list[LinearLayer], target: TargetInfo, tuner=None) -> dict[str, Kernel]:
-    """Node name -> the kernel for it (the tuned one when `tuner` is active)."""
+    """Node name -> the kernel for it (the tuned one when `tuner` is active).
+
+    A sparse op in the model (a sparsified file, made for another target or for size) runs
+    sparse only where this target's cost model says it pays; a tuned build measures instead.
+    """
+    from sparsecc.backends.tvm.cost import TvmCostModel
+
+    cost_model = TvmCostModel(target)
     kernels = {}
     for index, layer in enumerate(layers, start=1):
-        kernel = make_kernel(layer.weight, layer.bias, layer.m, target)
+        weight, note = layer.weight, ""
+        if not isinstance(weight, np.ndarray) and tuner is None:
+            estimate = cost_model.estimate(weight.format, weight.to_dense(), layer.m)
+            if not estimate.pays:
+                weight, note = weight.to_dense(), f"{estimate.reason}, so it runs dense; "
+        kernel = make_kernel(weight, layer.bias, layer.m, target)
+        if note:
+            kernel = dataclasses.replace(kernel, reason=note + kernel.reason)
         if tuner is not None:
             kernel = tuner.tune(kernel, layer.weight, layer.bias, layer.m)
         logger.debug("layer %d/%d %s: %s (%s)", index, len(layers), layer.name, kernel.name, kernel.reason)

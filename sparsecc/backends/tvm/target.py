@@ -39,6 +39,20 @@ class TargetInfo:
         """float32 lanes of one vector register."""
         return max(self.vector_bits // 32, 1)
 
+    @classmethod
+    def lanes_of(cls, target) -> int:
+        """float32 lanes of a TVM LLVM target's vectors (what schedule rules, given only it, need)."""
+        attrs = target.attrs
+        if str(attrs.get("mtriple", "")).startswith("aarch64"):
+            return 4
+        spec = {"mcpu": str(attrs.get("mcpu", "")), "mattr": [str(a) for a in attrs.get("mattr", [])]}
+        return x86_vector_bits(spec) // 32
+
+    @property
+    def vector_registers(self) -> int:
+        """Architectural float vector registers: 32 with AVX-512 and on aarch64, 16 with AVX2."""
+        return 32 if self.vector_bits >= 512 or self.family == "aarch64" else 16
+
     @property
     def runs_here(self) -> bool:
         return self.family != "cuda" and self.arch == platform.machine()
@@ -167,7 +181,7 @@ def resolve_target(spec) -> TargetInfo:
 def _from_dict(spec: dict) -> TargetInfo:
     kind = spec.get("kind")
     if kind == "cuda":
-        host_bits = _x86_bits(spec["host"]) if isinstance(spec.get("host"), dict) else _host_x86()[1]
+        host_bits = x86_vector_bits(spec["host"]) if isinstance(spec.get("host"), dict) else _host_x86()[1]
         return TargetInfo(
             f"cuda:{spec.get('arch', 'sm_90')}", "cuda", "x86_64", dict(spec), _cores(), host_bits
         )
@@ -177,11 +191,11 @@ def _from_dict(spec: dict) -> TargetInfo:
     if triple.startswith("aarch64"):
         return TargetInfo("aarch64", "aarch64", "aarch64", dict(spec), int(spec.get("num-cores", 4)), 128)
     return TargetInfo(
-        "x86_64", "x86", "x86_64", dict(spec), int(spec.get("num-cores", _cores())), _x86_bits(spec)
+        "x86_64", "x86", "x86_64", dict(spec), int(spec.get("num-cores", _cores())), x86_vector_bits(spec)
     )
 
 
-def _x86_bits(spec: dict) -> int:
+def x86_vector_bits(spec: dict) -> int:
     """Vector width of an x86 target dict: its mcpu, then any +/-avx512f in mattr."""
     mattr = [str(feature) for feature in spec.get("mattr", [])]
     bits = 512 if spec.get("mcpu") in AVX512_CPUS else 256

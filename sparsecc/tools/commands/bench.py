@@ -12,6 +12,9 @@ def add_parser(sub) -> None:
     add_spec_argument(parser, required=True)
     parser.add_argument("--target", "-t", default="cpu", help="a target that runs here (default: cpu)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--profile", action="store_true", help="also print where the sparse build's time goes, per function"
+    )
     parser.set_defaults(run=run)
 
 
@@ -24,7 +27,11 @@ def run(args) -> int:
     if not target.runs_here:
         raise SparseccError(f"target {target.name} does not run on this machine; bench with --target cpu")
     with present.status(f"compiling and timing {args.model}"):
-        result = run_benchmark(args.model, args.spec, target=target, rounds=args.rounds)
+        result = run_benchmark(args.model, args.spec, target=target, rounds=args.rounds, profile=args.profile)
     present.console.print(speedup_table(result, f"{args.model}, spec '{args.spec}', target {target.name}"))
     present.console.print(f"max |TVM sparse - onnxruntime| / max |onnxruntime| = {result.max_rel_error:.1e}")
+    if result.profile:
+        present.console.print(
+            present.profile_table(result.profile, "TVM sparse: time per function group (one call)")
+        )
     return 0

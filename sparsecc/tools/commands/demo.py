@@ -37,7 +37,7 @@ def run(args) -> int:
     present.console.print(f"spec: [bold]{spec}[/bold]\n")
 
     with present.status("sparsifying"):
-        result = api.sparsify_ir(source.proto, spec, source.inputs)
+        result = api.sparsify_ir(source.proto, spec, source.inputs, backend="onnxruntime")
         sparse = ir.serde.serialize_model(result.model)
     present.console.print(present.weight_table(result.report, title="What sparsecc did per weight"))
     present.console.print(present.pass_table(result.passes))

@@ -26,6 +26,15 @@ def add_parser(sub) -> None:
         "--portable", action="store_true", help="standard ONNX only: pruned dense weights, no sparsecc ops"
     )
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    parser.add_argument(
+        "--for",
+        dest="backend",
+        default="onnxruntime",
+        metavar="BACKEND",
+        help="whose cost model picks the formats: onnxruntime (default: sparse where the file gets smaller) "
+        "or tvm (where sparsecc's kernels get faster on --target)",
+    )
+    parser.add_argument("--target", "-t", default="cpu", help="with --for tvm: the target (default: cpu)")
     parser.set_defaults(run=run)
 
 
@@ -33,7 +42,13 @@ def run(args) -> int:
     source = load_source(args.model)
     with present.status("running the pass pipeline"):
         result = api.sparsify_ir(
-            source.proto, args.spec, source.inputs, portable=args.portable, verify=args.debug
+            source.proto,
+            args.spec,
+            source.inputs,
+            portable=args.portable,
+            verify=args.debug,
+            backend=args.backend,
+            target=args.target,
         )
         proto = ir.serde.serialize_model(result.model)
     present.console.print(

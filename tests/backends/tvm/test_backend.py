@@ -16,11 +16,13 @@ def rows(compiled) -> dict:
     return {row["name"]: row for row in compiled.report}
 
 
-def test_two_four_on_x86_runs_the_lane_permute_kernel():
+def test_two_four_on_x86_breaks_even_so_it_runs_dense_and_says_why():
+    """The lane-permute kernel measured 0.6-1.3x of the dense GEMM: untuned, 2:4 stays dense."""
     report = rows(sparsecc.compile("zoo:mlp", SPEC, target="cpu"))
     nm = report["layers.2.weight"]
-    assert (nm["format"], nm["runs"], nm["kernel"]) == ("N:M 2:4", "N:M 2:4", "nm_2_4_x86")
-    assert "lane-permute" in nm["kernel_reason"]
+    assert nm["pattern"] == "2:4" and nm["density"] == pytest.approx(0.5)
+    assert (nm["format"], nm["runs"], nm["kernel"]) == ("dense", "dense", "dense_gemm_x86")
+    assert "N:M 2:4 at density 0.50 is estimated at 1.00x dense" in nm["reason"]
     assert report["layers.0.weight"]["kernel"] == "bsr_16x1_x86"
     assert (
         report["layers.1.weight"]["kernel"] == "dense_gemm_x86"
@@ -40,7 +42,7 @@ def test_two_four_on_aarch64_reports_the_dense_kernel_and_why():
 
 def test_a_sparsified_file_with_two_four_on_aarch64_runs_dense_and_says_why(tmp_path):
     """A file that holds NmMatMul already: the kernel rules decline it and the report says why."""
-    sparsified = api.sparsify("zoo:mlp", SPEC, target="cpu")
+    sparsified = api.sparsify("zoo:mlp", SPEC, backend="onnxruntime")  # priced by bytes: 2:4 stays
     assert "NmMatMul" in {n.op_type for n in sparsified.graph.node}
     report = rows(sparsecc.compile(sparsified, "existing", target="aarch64"))
     nm = next(row for row in report.values() if row["format"] == "N:M 2:4")

@@ -33,9 +33,11 @@ def check_bert(cm, inputs, expected):
     pruned = [n for n in rows if ".attention." in n or "intermediate" in n or ".output.dense" in n]
     assert len(pruned) == 12
     for name in pruned:
-        assert rows[name]["format"] != "dense" and rows[name]["kernel"].startswith(("nm_", "bsr_")), rows[
-            name
-        ]
+        row = rows[name]
+        if ".attention." in name:  # 2:4 breaks even with the dense GEMM on x86: it stays dense, and says so
+            assert row["runs"] == "dense" and "estimated at" in row["reason"], row
+        else:
+            assert row["format"] != "dense" and row["kernel"].startswith("bsr_"), row
 
 
 def test_bert_from_torch_module(pruned_bert):

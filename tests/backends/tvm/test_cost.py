@@ -21,7 +21,7 @@ def weight(out, inp, keep=None):
 def test_bsr_pays_at_high_sparsity_not_when_dense():
     w = weight(3072, 768, lambda w: block_mask(w, (16, 1), 0.9))
     sparse = X86.estimate(BsrFormat((16, 1)), w, 128)
-    assert sparse.pays and sparse.kernel == "bsr_16x1_x86" and sparse.speedup == pytest.approx(7.5, rel=1e-3)
+    assert sparse.pays and sparse.kernel == "bsr_16x1_x86" and sparse.speedup == pytest.approx(4.0, rel=1e-3)
     dense_ish = X86.estimate(
         BsrFormat((16, 1)), weight(3072, 768, lambda w: block_mask(w, (16, 1), 0.2)), 128
     )
@@ -33,17 +33,17 @@ def test_csr_pays_only_when_very_sparse():
     assert not X86.estimate(CsrFormat(), weight(768, 768, lambda w: unstructured_mask(w, 0.5)), 128).pays
 
 
-def test_two_four_estimate_and_bytes():
+def test_two_four_breaks_even_here_so_it_does_not_pay():
     e = X86.estimate(NmFormat(2, 4), weight(768, 768, lambda w: nm_mask(w, 2, 4)), 128)
-    assert e.speedup == pytest.approx(1.3)
+    assert e.speedup == pytest.approx(1.0) and not e.pays and "needs >= 1.1x" in e.reason
     assert e.bytes_ratio == pytest.approx(0.625)
     assert e.label == "N:M 2:4" and e.kernel == "nm_2_4_x86"
 
 
-def test_larger_blocks_are_more_efficient():
+def test_blocks_of_four_rows_and_more_are_the_most_efficient():
     w = weight(256, 256)  # dense: density 1, so the speedup is the efficiency itself
     speedups = [X86.estimate(BsrFormat(b), w, 128).speedup for b in ((1, 1), (1, 4), (4, 4), (16, 1))]
-    assert speedups == sorted(speedups) and speedups[0] < speedups[-1]
+    assert speedups == sorted(speedups) and speedups[0] < speedups[2] == speedups[3]
 
 
 def test_a_format_without_a_kernel_on_the_target_does_not_pay():

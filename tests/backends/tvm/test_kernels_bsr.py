@@ -52,11 +52,14 @@ def test_no_blocks_at_all_gives_the_bias_or_zeros():
     check(weight, CPU, m=5, bias=False, rng=RNG)
 
 
+def test_token_tiles_are_whole_vectors_dividing_the_padded_tokens():
+    assert token_tile_choices(45, 16) == [16, 48] and token_tile_choices(128, 16) == [16, 32, 64, 128]
+    assert token_tile_choices(45, 8) == [8, 16, 24, 48] and token_tile_choices(128, 8) == [8, 16, 32, 64]
+
+
 @pytest.mark.parametrize("m", [45, 128])
 def test_every_tile_the_tuner_may_choose_is_correct(m):
-    choices = token_tile_choices(m, CPU.lanes)
-    assert choices == ([16, 48] if m == 45 else [16, 32, 64, 128])
-    for mt in choices:
+    for mt in token_tile_choices(m, CPU.lanes):
         check(pruned(64, 32, (8, 1), 0.5), CPU, m=m, rng=RNG, tiles={"MT": mt})
 
 
@@ -75,7 +78,9 @@ def test_kernel_metadata():
     assert kernel.name == "bsr_16x1_x86"
     assert kernel.flops == 2 * 10 * weight.nnz_blocks * 16
     values, col, row_ptr, bias = kernel.constants
-    assert values.shape == (weight.nnz_blocks, 1, 16) and col.dtype == row_ptr.dtype == np.int32
+    # 16-row blocks run as stacks of four 4-row blocks: 4x the block indices, the same values
+    assert values.shape == (weight.nnz_blocks * 4, 1, 4) and col.dtype == row_ptr.dtype == np.int32
+    assert row_ptr.shape == (64 // 4 + 1,) and "stacks of 4" in kernel.reason
     assert np.array_equal(bias, np.zeros(64, np.float32))
     assert kernel.tiles["MT"] % CPU.lanes == 0
 

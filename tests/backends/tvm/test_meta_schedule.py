@@ -13,7 +13,7 @@ from sparsecc.backends.tvm.meta_schedule import MetaScheduleTuner, database_dir
 from sparsecc.backends.tvm.target import resolve_target
 from sparsecc.ops import BsrWeight
 from sparsecc.sparsity.masks import block_mask
-from tests.backends.tvm.kernel_checks import check_kernel
+from tests.backends.tvm.kernel_checks import AVX512_TARGET, check_kernel
 
 CPU = resolve_target("cpu")
 
@@ -43,8 +43,8 @@ def test_tuning_measures_each_schedule_once_and_the_best_is_correct(tmp_path):
 
 
 def test_another_target_gets_its_own_records(tmp_path):
-    avx2 = resolve_target("x86_64")
-    assert database_dir(tmp_path, avx2) != database_dir(tmp_path, CPU)
+    avx2, avx512 = resolve_target("x86_64"), resolve_target(AVX512_TARGET)
+    assert database_dir(tmp_path, avx2) != database_dir(tmp_path, avx512)
 
 
 def test_unreadable_records_are_one_clear_error(tmp_path):

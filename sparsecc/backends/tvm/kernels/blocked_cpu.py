@@ -40,11 +40,25 @@ def token_tile_choices(m: int, lanes: int) -> list[int]:
     return [v * lanes for v in range(1, MAX_VECTORS_PER_TILE + 1) if vectors % v == 0]
 
 
-def default_tiles(block: tuple[int, int], m: int, lanes: int) -> dict[str, int]:
-    """MT from the register budget: tall blocks take one vector per row, 1x1 blocks eight."""
+# The tile's accumulators (R rows x V = MT/lanes vectors) take as many registers as fit: measured
+# (2026-12-01, Xeon with AVX-512, 2 threads, M=128, /tmp/i8/mt.py): 4x4 at 80% ran 0.60-0.19 ms
+# with 4 vectors per row (16 accumulators) against 0.79-0.22 ms with one (4 accumulators); 8x1
+# gained 5-25% from 2 vectors. Per block column the kernel also holds V vectors of X^T and one
+# broadcast value, and the tile must stay an alloca (1 KiB), or LLVM spills.
+ALLOCA_BYTES = 1024
+
+
+def fits_registers(rows: int, vectors: int, lanes: int, registers: int) -> bool:
+    return rows * vectors + vectors + 1 <= registers and rows * vectors * lanes * 4 <= ALLOCA_BYTES
+
+
+def default_tiles(block: tuple[int, int], m: int, lanes: int, registers: int = 32) -> dict[str, int]:
+    """MT: the most vectors of tokens whose R x V accumulators fit the registers (at least one)."""
     rows = max(block[0], 1)
-    wanted = lanes * (8 if rows == 1 else 2 if rows == 2 else 1)
-    return {"MT": max(mt for mt in token_tile_choices(m, lanes) if mt <= wanted)}
+    fitting = [
+        mt for mt in token_tile_choices(m, lanes) if fits_registers(rows, mt // lanes, lanes, registers)
+    ]
+    return {"MT": max(fitting) if fitting else lanes}
 
 
 def blocked_linear(m: int, weight: BsrWeight, lanes: int):
@@ -158,11 +172,17 @@ def tiles_of_trace(trace, lanes: int) -> dict[str, int]:
 
 
 def make_blocked_kernel(
-    weight: BsrWeight, bias: np.ndarray | None, m: int, lanes: int, label: str, tiles: dict | None = None
+    weight: BsrWeight,
+    bias: np.ndarray | None,
+    m: int,
+    lanes: int,
+    label: str,
+    tiles: dict | None = None,
+    registers: int = 32,
 ) -> Kernel:
     import tvm
 
-    tiles = {**default_tiles(weight.block, m, lanes), **(tiles or {})}
+    tiles = {**default_tiles(weight.block, m, lanes, registers), **(tiles or {})}
     if set(tiles) != {"MT"} or tiles["MT"] not in token_tile_choices(m, lanes):
         raise ValueError(
             f"blocked kernel tiles {tiles} invalid for m={m}: MT must be one of {token_tile_choices(m, lanes)}"
@@ -185,13 +205,19 @@ def make_blocked_kernel(
     )
 
 
-# Rows per block -> useful FLOP rate against the dense kernel. The kernel vectorises over tokens
-# and shares each X^T load across the R rows of a block, so tall blocks amortise loads best.
-# Measured (2026-11-28, Zen 4, 2 threads, bench/bench_layers.py, M=128) against onnxruntime dense,
-# rounded down so estimates err towards dense: 16x1 0.80 (90%) / 0.98 (50%), 8x1 0.86 / 0.95,
-# 4x4 0.83 / 0.91, 1x16 0.42-0.45, CSR 0.40-0.44; 2 rows not measured.
-ROWS_EFFICIENCY = ((8, 0.75), (4, 0.7), (2, 0.5))
-CSR_EFFICIENCY = 0.35
+# Rows per block -> useful FLOP rate against the dense kernel (the GEMM micro-kernel, about as fast
+# as onnxruntime's MatMul). Measured 2026-12-01 (Xeon, AVX-512, 2 threads, M=128,
+# `python bench/bench_layers.py --sparsities 0.8,0.9 --shapes 768x768,3072x768,768x3072`), rounded
+# down so estimates err towards dense: 16x1 at 90% 0.23-0.46 by shape, 8x1 0.3-0.5, 4x4 at 80%
+# 0.39-0.69, 1x16 at 90% 0.30-0.37, CSR at 80% 0.30-0.41 (the long rows of (768, 3072) are the slow end).
+ROWS_EFFICIENCY = ((4, 0.4), (2, 0.3))
+# Blocks taller than this run as stacks of blocks of this height: per block the kernel loads C
+# vectors of X^T and broadcasts R x C values for R x C x V FMAs, so with ACC_VECTORS accumulators
+# (V = 16 / R vectors of tokens) 4 rows balance loads and FMAs best. Measured on 16x1-pruned weights
+# at 90% (2026-12-01, /tmp/i8/b41.py): as 4x1 blocks 0.139 / 0.421 / 0.561 ms for (768, 768),
+# (3072, 768), (768, 3072) against 0.154 / 0.466 / 1.061 ms as 16x1.
+RUN_ROWS = 4
+CSR_EFFICIENCY = 0.3
 # 1-4 tokens: the dense layer runs the GEMV kernel, which the token-vectorised kernel (M padded
 # to a vector) cannot match: 16x1 and 4x4 at 90% measured 1.4-2.1x the GEMV (one thread), 0.14-0.21.
 FEW_TOKENS_EFFICIENCY = 0.15
@@ -206,7 +232,7 @@ class BlockedCpu(KernelRule):
 
     name = "blocked_cpu"
     formats = (BsrFormat, CsrFormat, None)
-    summary = "block-sparse micro-kernel vectorised over tokens"
+    summary = "block-sparse micro-kernel vectorised over tokens (blocks taller than 4 rows as stacks of 4)"
 
     def declines(self, fmt, shape, m, target) -> str | None:
         if target.family == "cuda":
@@ -223,12 +249,14 @@ class BlockedCpu(KernelRule):
         if isinstance(fmt, CsrFormat):
             return CSR_EFFICIENCY
         rows, cols = fmt.block
+        if rows > RUN_ROWS and rows % RUN_ROWS == 0:
+            rows = RUN_ROWS  # run as stacks of RUN_ROWS-row blocks
         if m is not None and m <= 4 and rows > 1:
             return FEW_TOKENS_EFFICIENCY
         for min_rows, efficiency in ROWS_EFFICIENCY:
             if rows >= min_rows:
                 return efficiency
-        return CSR_EFFICIENCY + (0.05 if cols >= 4 else 0.0)  # 1x16: measured 0.42-0.45
+        return CSR_EFFICIENCY + (0.02 if cols >= 4 else 0.0)  # 1x16: measured 0.30-0.37
 
     def label(self, fmt, shape, target) -> str:
         return f"{family_label(fmt, shape[0])}_{target.family}"
@@ -236,4 +264,28 @@ class BlockedCpu(KernelRule):
     def build(self, weight, bias, m, target, tiles=None) -> Kernel:
         fmt = None if isinstance(weight, np.ndarray) else weight.format
         label = self.label(fmt, weight.shape, target)
-        return make_blocked_kernel(as_blocks(weight), bias, m, target.lanes, label, tiles)
+        blocks = as_blocks(weight)
+        if isinstance(fmt, BsrFormat) and fmt.block[0] > RUN_ROWS and fmt.block[0] % RUN_ROWS == 0:
+            blocks = split_rows(blocks, RUN_ROWS)
+        return make_blocked_kernel(blocks, bias, m, target.lanes, label, tiles, target.vector_registers)
+
+
+def split_rows(weight: BsrWeight, rows: int) -> BsrWeight:
+    """R x C blocks as stacks of rows x C blocks: the same values, R / rows times the indices."""
+    r, c = weight.block
+    parts = r // rows
+    n_block_rows = weight.row_ptr.size - 1
+    counts = np.diff(weight.row_ptr)
+    values = weight.values.reshape(-1, parts, rows, c)  # [nnzb, part, rows, C]
+    order, columns = [], []
+    for i in range(n_block_rows):
+        blocks = np.arange(weight.row_ptr[i], weight.row_ptr[i + 1])
+        for part in range(parts):
+            order.append(np.stack([blocks, np.full_like(blocks, part)], axis=1))
+            columns.append(weight.col_indices[blocks])
+    picks = np.concatenate(order) if order else np.zeros((0, 2), np.int64)
+    new_values = np.ascontiguousarray(values[picks[:, 0], picks[:, 1]], dtype=np.float32)
+    row_ptr = np.zeros(n_block_rows * parts + 1, np.int32)
+    np.cumsum(np.repeat(counts, parts), out=row_ptr[1:])
+    cols = np.concatenate(columns).astype(np.int32) if columns else np.zeros(0, np.int32)
+    return BsrWeight(new_values, cols, row_ptr, weight.shape, (rows, c))

@@ -3,17 +3,23 @@
 Y[m, n] = sum_k X[m, k] * W[n, k] + bias[n], with W packed at compile time as panels
 Wp[n / NR, k, NR] (NR = NV vectors of outputs). A register tile holds MR tokens x NR
 outputs: per k, NV vector loads of the panel and MR broadcasts of X feed MR x NV FMAs,
-and neither X nor Y is transposed. The tile must stay under 1 KiB (`"global"` buffers
-under that size become allocas that LLVM keeps in registers; docs/tvm-notes.md,
-"Block-sparse TIR"), so MR x NV <= 16 vectors of AVX-512.
+and neither X nor Y is transposed. The tile, the NV panel vectors and the broadcast must
+fit the register file, or LLVM spills the accumulators (16 registers with AVX2, 32 with
+AVX-512 and NEON); and it must stay within 1 KiB (`"global"` buffers up to that size
+become allocas that LLVM keeps in registers; docs/tvm-notes.md, "Block-sparse TIR").
 
-Measured (2026-12-01, Sapphire Rapids-class Xeon, 2 threads, M=128; /tmp/i8/gemm.py, one
-process, interleaved): MR=8, NV=2 ran (768, 768) in 0.49 ms, (3072, 768) 2.07, (768, 3072)
-2.08 against onnxruntime's 0.50 / 2.01 / 1.93, and the token-vectorised blocked kernel's
-0.76 / 2.71 / 4.32 (which needs X^T and Y^T copies). MR=4, NV=4 was within 5% of it;
-MR=2, NV=8 and MR=1 lost 30-100%.
+Measured, one process, interleaved, 2 threads, against onnxruntime's MatMul:
+- 2026-12-01, Sapphire Rapids-class Xeon (AVX-512), M=128 (/tmp/i8/gemm.py): MR=8, NV=2 ran
+  (768, 768) in 0.49 ms, (3072, 768) 2.07, (768, 3072) 2.08 against 0.50 / 2.01 / 1.93; MR=4,
+  NV=4 was within 5% of it; MR=2, NV=8 and MR=1 lost 30-100%.
+- 2026-12-02, AMD EPYC with AVX2 only (16 ymm), M=128: MR=8, NV=2 (16 accumulators, spilled)
+  ran at 0.51-0.68x of onnxruntime; MR=4, NV=3 at 0.97-1.18x, MR=6, NV=2 0.97-1.01x, MR=3,
+  NV=4 (17 registers) 0.6x. At M=8 / 32 / 512, MR=4, NV=3 was 0.98-1.44x / 0.90-1.22x /
+  0.99-1.01x, the best of (4,3), (6,2), (8,1), (2,3), (1,3) everywhere but one cell.
+  (`/tmp/exp/gemm_sweep.py M`). K-blocking the panel to fit L1 (KC 128-384) changed
+  nothing beyond noise there.
 
-MR and NV are the tunables: MetaSchedule samples both (`design_space`).
+MR and NV are the tunables: MetaSchedule samples MR (`design_space`).
 """
 
 from __future__ import annotations
@@ -22,32 +28,46 @@ import numpy as np
 
 from sparsecc.backends.tvm.kernels import Kernel, KernelRule
 
-ACC_VECTORS = 16  # accumulator vectors of one tile: 16 x 64 B = 1 KiB, the alloca limit
+ALLOCA_BYTES = 1024  # a tile larger than this lands on the heap, and every FMA goes through memory
 TOKEN_TILES = (8, 4, 2, 1)  # MR candidates; tokens are padded to a multiple of 8
-OUTPUT_VECTORS = (2, 4, 1, 3)  # NV candidates, the default first
+# (MR, NV) by preference for each register file size: the measured best first
+PREFERRED_TILES = {
+    32: ((8, 2), (4, 4), (4, 2), (8, 1), (2, 4), (4, 1), (2, 2), (2, 1), (1, 2), (1, 1)),
+    16: ((4, 3), (4, 2), (8, 1), (2, 3), (2, 2), (4, 1), (1, 3), (2, 1), (1, 2), (1, 1)),
+}
 
 
 def padded_tokens(m: int) -> int:
     return -(-m // TOKEN_TILES[0]) * TOKEN_TILES[0] if m > 1 else 1
 
 
-def output_vectors(n: int, lanes: int) -> list[int]:
-    """NV values whose panels divide out_features."""
-    return [nv for nv in OUTPUT_VECTORS if n % (nv * lanes) == 0]
+def fits_registers(mr: int, nv: int, lanes: int, registers: int) -> bool:
+    """MR x NV accumulators + NV panel vectors + one broadcast in the register file, within an alloca."""
+    return mr * nv + nv + 1 <= registers and mr * nv * lanes * 4 <= ALLOCA_BYTES
+
+
+def output_vectors(n: int, lanes: int, registers: int) -> list[int]:
+    """NV values whose panels divide out_features, the preferred first."""
+    preferred = dict.fromkeys(nv for _, nv in PREFERRED_TILES[registers])
+    return [nv for nv in preferred if n % (nv * lanes) == 0]
 
 
 def fits(n: int, lanes: int) -> bool:
-    return bool(output_vectors(n, lanes))
+    return n % lanes == 0
 
 
-def token_tile_choices(m: int, nv: int) -> list[int]:
+def token_tile_choices(m: int, nv: int, lanes: int, registers: int) -> list[int]:
     """MR values that divide the padded tokens and keep the tile within the register budget."""
-    return [mr for mr in TOKEN_TILES if mr * nv <= ACC_VECTORS and padded_tokens(m) % mr == 0]
+    return [
+        mr for mr in TOKEN_TILES if fits_registers(mr, nv, lanes, registers) and padded_tokens(m) % mr == 0
+    ]
 
 
-def default_tiles(m: int, n: int, lanes: int) -> dict[str, int]:
-    nv = output_vectors(n, lanes)[0]
-    return {"MR": token_tile_choices(m, nv)[0], "NV": nv}
+def default_tiles(m: int, n: int, lanes: int, registers: int) -> dict[str, int]:
+    for mr, nv in PREFERRED_TILES[registers]:
+        if n % (nv * lanes) == 0 and mr in token_tile_choices(m, nv, lanes, registers):
+            return {"MR": mr, "NV": nv}
+    raise ValueError(f"no dense tile fits out_features {n} with {lanes} lanes")
 
 
 def pack_panels(w: np.ndarray, nr: int) -> np.ndarray:
@@ -114,7 +134,7 @@ def _vectorize_inner(sch, loop, lanes: int) -> None:
     sch.unroll(outer)
 
 
-def schedule_dense(sch, m: int, n: int, k: int, lanes: int, nv: int, mr=None) -> None:
+def schedule_dense(sch, m: int, n: int, k: int, lanes: int, nv: int, registers: int, mr=None) -> None:
     """The micro-kernel schedule; `mr=None` lets MetaSchedule sample the token tile."""
     m_pad = padded_tokens(m)
     if m_pad != m:
@@ -128,7 +148,7 @@ def schedule_dense(sch, m: int, n: int, k: int, lanes: int, nv: int, mr=None) ->
     block = sch.get_sblock("gemm")
     i, j, r = sch.get_loops(block)
     if mr is None:
-        choices = token_tile_choices(m, nv)
+        choices = token_tile_choices(m, nv, lanes, registers)
         mr = sch.sample_categorical(choices, [1.0 / len(choices)] * len(choices))
     i_tile, i_in = sch.split(i, [None, mr])
     j_tile, j_vec, j_lane = sch.split(j, [None, nv, lanes])
@@ -146,9 +166,9 @@ def schedule_dense(sch, m: int, n: int, k: int, lanes: int, nv: int, mr=None) ->
         sch.unroll(rows)
 
 
-def design_space(m: int, n: int, k: int, lanes: int, nv: int):
+def design_space(m: int, n: int, k: int, lanes: int, nv: int, registers: int):
     def space(sch) -> None:
-        schedule_dense(sch, m, n, k, lanes, nv)
+        schedule_dense(sch, m, n, k, lanes, nv, registers)
 
     return space
 
@@ -162,20 +182,27 @@ def tiles_of_trace(trace, nv: int) -> dict[str, int]:
 
 
 def make_dense_kernel(
-    w: np.ndarray, bias: np.ndarray | None, m: int, lanes: int, label: str, tiles: dict | None = None
+    w: np.ndarray,
+    bias: np.ndarray | None,
+    m: int,
+    lanes: int,
+    registers: int,
+    label: str,
+    tiles: dict | None = None,
 ) -> Kernel:
     import tvm
 
     n, k = w.shape
-    tiles = {**default_tiles(m, n, lanes), **(tiles or {})}
+    tiles = {**default_tiles(m, n, lanes, registers), **(tiles or {})}
     mr, nv = int(tiles["MR"]), int(tiles["NV"])
-    if nv not in output_vectors(n, lanes) or mr not in token_tile_choices(m, nv):
+    if nv not in output_vectors(n, lanes, registers) or mr not in token_tile_choices(m, nv, lanes, registers):
         raise ValueError(
-            f"dense tiles {tiles} invalid for m={m}, n={n}: NV must give panels dividing n, MR divide {padded_tokens(m)}"
+            f"dense tiles {tiles} invalid for m={m}, n={n}: NV must give panels dividing n, MR divide "
+            f"{padded_tokens(m)}, and the tile fit {registers} registers"
         )
     base = dense_linear(m, n, k, nv * lanes)
     sch = tvm.s_tir.Schedule(base)
-    schedule_dense(sch, m, n, k, lanes, nv, mr)
+    schedule_dense(sch, m, n, k, lanes, nv, registers, mr)
     bias = np.zeros(n, np.float32) if bias is None else np.asarray(bias, np.float32)
     return Kernel(
         label,
@@ -184,9 +211,9 @@ def make_dense_kernel(
         {"MR": mr, "NV": nv},
         2 * m * n * k,
         base_func=base,
-        design_space=design_space(m, n, k, lanes, nv),
+        design_space=design_space(m, n, k, lanes, nv, registers),
         tiles_of_trace=lambda trace: tiles_of_trace(trace, nv),
-        space_size=len(token_tile_choices(m, nv)),
+        space_size=len(token_tile_choices(m, nv, lanes, registers)),
     )
 
 
@@ -211,4 +238,5 @@ class DenseCpu(KernelRule):
         return f"dense_gemm_{target.family}"
 
     def build(self, weight, bias, m, target, tiles=None) -> Kernel:
-        return make_dense_kernel(weight, bias, m, target.lanes, self.label(None, weight.shape, target), tiles)
+        label = self.label(None, weight.shape, target)
+        return make_dense_kernel(weight, bias, m, target.lanes, target.vector_registers, label, tiles)

@@ -235,9 +235,14 @@ def nm_tile_space(weight: NmWeight, m: int, target_info) -> list[dict[str, int]]
     return space
 
 
-# Useful FLOP rate against the dense kernel: 2:4 at (3072, 768), M=128 measured 0.76 against
-# onnxruntime dense (2026-11-28, Zen 4, 2 threads, bench/bench_layers.py), rounded down.
-PERMUTE_EFFICIENCY = 0.65
+# Useful FLOP rate against the dense kernel: 2:4 at M=128 measured 0.45-0.55 against the GEMM
+# micro-kernel (2026-12-01, Xeon, AVX-512, 2 threads, bench/bench_layers.py: 768x768 0.504 vs 0.49 ms,
+# 3072x768 1.62 vs 2.07, 768x3072 1.98 vs 2.08; the best tiles of its grid 0.41-0.9 ms faster at most
+# 1.2x, /tmp/i8/nmt.py): 2:4 breaks even with dense here, so it runs dense unless a tuned build
+# measures a win.
+PERMUTE_EFFICIENCY = 0.5
+# Not measured: no GPU has run the CUDA kernel; the CPU figure of 2026-11-28 (Zen 4) stands in.
+CUDA_EFFICIENCY = 0.65
 
 
 class NmPermuteX86(KernelRule):
@@ -281,7 +286,7 @@ class NmCuda(KernelRule):
         return None if target.family == "cuda" else "runs on CUDA only"
 
     def efficiency(self, fmt, shape, m, target) -> float:
-        return PERMUTE_EFFICIENCY  # not measured: no GPU has run it; the CPU figure stands in
+        return CUDA_EFFICIENCY
 
     def label(self, fmt, shape, target) -> str:
         return f"nm_{fmt.n}_{fmt.m}_cuda"

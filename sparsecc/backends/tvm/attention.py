@@ -1,0 +1,141 @@
+"""ONNX `Attention` (opset 23, no past key/value) lowered to Relax.
+
+On CPUs it becomes one call of the fused flash-style kernel (`kernels/attention_cpu.py`):
+K is handed over transposed and zero-padded to whole key tiles (one injective function
+that TVM fuses with the head transpose before it), a boolean mask becomes an additive one,
+and a mask of lower rank gets leading axes of 1. Elsewhere (CUDA, value columns that are
+not whole vectors) it is spelled out as matmul, softmax, matmul for dlight's rules.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sparsecc.backends.tvm.kernels.attention_cpu import (
+    AttentionShape,
+    attention_kernel,
+    default_tiles,
+    fits,
+    padded_keys,
+)
+from sparsecc.errors import UnsupportedOpError
+
+KERNEL_NAME = "attention_cpu"
+
+
+def lower_attention(bb, inputs, attrs, target=None):
+    """The Relax expression for one Attention node; `target` (TargetInfo) None: decomposed."""
+    q, k, v = inputs[0], inputs[1], inputs[2]
+    mask = inputs[3] if len(inputs) > 3 else None
+    if len(inputs) > 4 and any(i is not None for i in inputs[4:]):
+        raise UnsupportedOpError("Attention with past key/value inputs is not supported by the TVM backend")
+    if attrs.get("softcap", 0.0) or attrs.get("qk_matmul_output_mode", 0):
+        raise UnsupportedOpError(
+            "Attention with softcap or qk_matmul_output_mode is not supported by the TVM backend"
+        )
+    three_d = len(q.ty.shape) == 3
+    if three_d:  # [B, S, H*D] -> [B, H, S, D]
+        q = _split_heads(bb, q, int(attrs["q_num_heads"]))
+        k = _split_heads(bb, k, int(attrs["kv_num_heads"]))
+        v = _split_heads(bb, v, int(attrs["kv_num_heads"]))
+    head_dim = int(q.ty.shape[-1])
+    scale = float(attrs.get("scale", 1.0 / math.sqrt(head_dim)))
+    causal = bool(attrs.get("is_causal", 0))
+    if mask is not None and mask.ty.dtype == "bool":
+        mask = _additive(bb, mask)
+    if mask is not None and len(mask.ty.shape) < 4:
+        mask = bb.emit(_leading_ones(mask, 4))
+    (b, h, s_q, _), (_, h_kv, s_kv, _), dv = _dims(q), _dims(k), _dims(v)[3]
+    shape = AttentionShape(
+        b,
+        h,
+        h_kv,
+        s_q,
+        s_kv,
+        head_dim,
+        dv,
+        None if mask is None else tuple(_dims(mask)),
+        causal,
+        scale,
+    )
+    if target is not None and target.family in ("x86", "aarch64") and fits(shape, target.lanes):
+        out = _fused(bb, shape, q, k, v, mask, target)
+    else:
+        out = _decomposed(bb, shape, q, k, v, mask)
+    if three_d:
+        b, h, s, d = (int(x) for x in out.ty.shape)
+        out = _merge_heads(bb, out, b, s, h * d)
+    return out
+
+
+def _fused(bb, shape: AttentionShape, q, k, v, mask, target):
+    from tvm import relax
+
+    tiles = default_tiles(shape, target.lanes, target.vector_registers)
+    keys = padded_keys(shape, tiles)
+    pad = keys - shape.kv_len
+    kt = relax.op.permute_dims(k, [0, 1, 3, 2])
+    kt = bb.emit(relax.op.nn.pad(kt, [0, 0, 0, 0, 0, 0, 0, pad]) if pad else kt)
+    if mask is None:
+        mask = relax.const(np.zeros((1, 1, 1, 1), np.float32))
+    elif shape.mask_shape[3] > 1 and pad:
+        mask = bb.emit(relax.op.nn.pad(mask, [0, 0, 0, 0, 0, 0, 0, pad]))
+    func = bb.add_func(
+        attention_kernel(shape, target.lanes, tiles).without_attr("global_symbol"), KERNEL_NAME
+    )
+    out_shape = (shape.batch, shape.heads, shape.q_len, shape.value_dim)
+    return bb.emit(relax.call_tir(func, [q, kt, v, mask], out_ty=relax.TensorType(out_shape, "float32")))
+
+
+def _decomposed(bb, shape: AttentionShape, q, k, v, mask):
+    """softmax(Q K^T * scale + mask) V as Relax ops (GQA heads repeated)."""
+    from tvm import relax
+
+    if shape.heads != shape.kv_heads:
+        k = bb.emit(relax.op.repeat(k, shape.heads // shape.kv_heads, axis=1))
+        v = bb.emit(relax.op.repeat(v, shape.heads // shape.kv_heads, axis=1))
+    # Scale Q, not the scores: the multiply then fuses into the matmul as a prologue.
+    q = bb.emit(relax.op.multiply(q, relax.const(shape.softmax_scale, "float32")))
+    scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 1, 3, 2])))
+    if shape.causal:
+        s_q, s_kv = shape.q_len, shape.kv_len
+        cut = np.triu(np.full((s_q, s_kv), -np.inf, np.float32), k=1 + s_kv - s_q)
+        scores = bb.emit(relax.op.add(scores, relax.const(cut)))
+    if mask is not None:
+        scores = bb.emit(relax.op.add(scores, mask))
+    probs = bb.emit(relax.op.nn.softmax(scores, axis=-1))
+    return bb.emit(relax.op.matmul(probs, v))
+
+
+def _dims(x) -> list[int]:
+    return [int(d) for d in x.ty.shape]
+
+
+def _additive(bb, mask):
+    """A boolean mask (True: attend) as 0 / -inf to add to the scores."""
+    from tvm import relax
+
+    zero, blocked = relax.const(0.0, "float32"), relax.const(-np.inf, "float32")
+    return bb.emit(relax.op.where(mask, zero, blocked))
+
+
+def _leading_ones(x, rank: int):
+    from tvm import relax
+
+    dims = [int(d) for d in x.ty.shape]
+    return relax.op.reshape(x, [1] * (rank - len(dims)) + dims)
+
+
+def _split_heads(bb, x, heads: int):
+    from tvm import relax
+
+    b, s, hidden = (int(d) for d in x.ty.shape)
+    return bb.emit(relax.op.permute_dims(relax.op.reshape(x, (b, s, heads, hidden // heads)), [0, 2, 1, 3]))
+
+
+def _merge_heads(bb, x, b: int, s: int, hidden: int):
+    from tvm import relax
+
+    return bb.emit(relax.op.reshape(relax.op.permute_dims(x, [0, 2, 1, 3]), (b, s, hidden)))
