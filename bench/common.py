@@ -25,8 +25,8 @@ def median_ms(fn, runs: int = 20, warmup: int = 3) -> float:
     return float(np.median(times)) * 1000.0
 
 
-def interleaved(candidates: dict, rounds: int = 3, runs: int = 10) -> dict[str, float]:
-    """Median of per-round medians, rounds interleaved so machine noise hits every candidate alike.
+def interleaved(candidates: dict, rounds: int = 3, runs: int = 10, reduce=np.median) -> dict[str, float]:
+    """Median (`reduce`) of per-round medians, rounds interleaved so machine noise hits every candidate alike.
 
     A candidate is a callable timed here, or an object timing itself (`median_ms(runs)`: a peer
     in another process, such as DeepSparse in its own virtualenv).
@@ -39,4 +39,4 @@ def interleaved(candidates: dict, rounds: int = 3, runs: int = 10) -> dict[str, 
             time.sleep(SETTLE_SECONDS)
             timed = fn.median_ms(runs) if hasattr(fn, "median_ms") else median_ms(fn, runs=runs)
             results[name].append(timed)
-    return {name: float(np.median(values)) for name, values in results.items()}
+    return {name: float(reduce(values)) for name, values in results.items()}

@@ -85,7 +85,12 @@ class TvmBackend:
         inputs = [TensorSpec(s.name, s.shape, s.dtype, limits.get(s.name)) for s in request.inputs]
         proto = ir.serde.serialize_model(model)
         module = import_onnx(
-            proto, {s.name: s.shape for s in inputs}, {s.name: s.dtype for s in inputs}, kernels, target
+            proto,
+            {s.name: s.shape for s in inputs},
+            {s.name: s.dtype for s in inputs},
+            kernels,
+            target,
+            {layer.bias_add for layer in layers if layer.bias_add},
         )
         logger.info("lowered to Relax in %.1f s", time.perf_counter() - step)
         step = time.perf_counter()

@@ -27,11 +27,21 @@ LINEAR = PRIVATE + "Linear"
 ATTENTION = PRIVATE + "Attention"
 
 
-def mark_private_ops(model: onnx.ModelProto, linear_nodes: set[str]) -> onnx.ModelProto:
-    """A copy whose chosen linear layers and standard Attention nodes carry private op types."""
+def mark_private_ops(
+    model: onnx.ModelProto, linear_nodes: set[str], bias_adds: set[str] = frozenset()
+) -> onnx.ModelProto:
+    """A copy whose chosen linear layers and standard Attention nodes carry private op types, and
+    whose `bias_adds` (a bias Add after a linear whose kernel adds the bias) pass Y through."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     del model.functions[:]  # sparse-op reference bodies: our kernels replace them
+    produced_by = {out: node for node in model.graph.node for out in node.output}
     for node in model.graph.node:
+        if node.name in bias_adds:
+            y = next(i for i in node.input if i in produced_by and produced_by[i].name in linear_nodes)
+            node.op_type, node.domain = "Identity", ""
+            del node.input[:]
+            node.input.append(y)
+            continue
         if node.op_type == "ConstantOfShape" and node.domain in ("", "ai.onnx"):
             _scalar_fill_value(node)
         if node.name in linear_nodes:
@@ -135,11 +145,12 @@ def import_onnx(
     input_dtypes: dict[str, str],
     kernels: dict[str, Kernel] | None = None,
     target=None,
+    bias_adds: set[str] | None = None,
 ):
     """Relax IRModule of `model` with static input shapes; `kernels` maps linear node names to their
     kernel; `target` (a TargetInfo) picks target kernels for other ops (attention)."""
     kernels = kernels or {}
-    marked = mark_private_ops(model, set(kernels))
+    marked = mark_private_ops(model, set(kernels), bias_adds or set())
     importer = _importer_class()(input_shapes, input_dtypes, kernels, target)
     opset = next((o.version for o in marked.opset_import if o.domain in ("", "ai.onnx")), 1)
     return importer.from_onnx(marked.graph, opset)

@@ -18,7 +18,7 @@ import onnx_ir as ir
 
 from sparsecc import ops
 from sparsecc.ops.metadata import WEIGHT_NAME
-from sparsecc.passes.linear import weight_name
+from sparsecc.passes.linear import match_linear, weight_name
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class LinearLayer:
     bias: np.ndarray | None
     m: int
     name: str  # the user-facing weight name: the report row it fills
+    bias_add: str | None = None  # a dense layer's `Add(Y, b)` node, whose bias the kernel adds
 
 
 def _candidates(model: ir.Model) -> list[tuple[ir.Node, str]]:
@@ -95,9 +96,13 @@ def find_layers(model: ir.Model, feeds: dict[str, np.ndarray]) -> list[LinearLay
     for node, name in candidates:
         if rows[node.name] is None:
             continue  # rank-1 X after all: TVM's own matmul
+        bias_add = None
         if ops.is_sparse_node(node):
             weight, bias = ops.weight_from_node(node), ops.bias_of(node)
         else:
             weight, bias = np.ascontiguousarray(node.inputs[1].const_value.numpy().T, np.float32), None
-        layers.append(LinearLayer(node.name, weight, bias, rows[node.name], name))
+            match = match_linear(node)
+            if match is not None and match.add is not None:  # the kernel adds the bias (one pass over Y less)
+                bias, bias_add = match.b().astype(np.float32), match.add.name
+        layers.append(LinearLayer(node.name, weight, bias, rows[node.name], name, bias_add))
     return layers

@@ -98,7 +98,7 @@ def test_cli_compile_run(tmp_path):
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "csr_x86" in proc.stdout
+    assert "csr_tiled_x86" in proc.stdout
     x = np.random.default_rng(0).standard_normal((32, 256)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     name = sparsecc.load(pkg).input_specs[0].name

@@ -20,7 +20,7 @@ def test_aarch64_artifact_is_an_aarch64_elf(tmp_path):
     kernels = {row["name"]: row["kernel"] for row in cm.report}
     assert kernels == {
         "layers.0.weight": "bsr_16x1_aarch64",
-        "layers.1.weight": "csr_aarch64",
+        "layers.1.weight": "csr_tiled_aarch64",
         "layers.2.weight": "dense_gemm_aarch64",
     }
     path = tmp_path / "mlp-a64.sccpkg"

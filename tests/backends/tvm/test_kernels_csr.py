@@ -25,15 +25,15 @@ def sparse(out: int = 40, inp: int = 72, density: float = 0.1) -> np.ndarray:
     return w * (RNG.random((out, inp)) < density)
 
 
-def test_cpu_runs_the_blocked_kernel_with_1x1_blocks():
+def test_cpu_runs_the_cache_tiled_kernel_with_1x1_blocks():
     kernel = make_kernel(CsrWeight.from_dense(sparse()), None, 10, resolve_target("cpu"))
-    assert kernel.name == "csr_x86" and kernel.runs == "CSR" and kernel.reason.startswith("block-sparse")
+    assert kernel.name == "csr_tiled_x86" and kernel.runs == "CSR" and kernel.reason.startswith("cache-tiled")
 
 
 def test_aarch64_neon_build():
     target = resolve_target("aarch64")
     kernel = make_kernel(CsrWeight.from_dense(sparse()), None, 9, target)
-    assert kernel.name == "csr_aarch64"
+    assert kernel.name == "csr_tiled_aarch64"
     asm = tvm.compile(kernel.prim_func, target=target.target).mod.inspect_source("asm")
     assert re.search(r"fmla\s+v\d+\.4s", asm)  # 128-bit NEON FMAs over 4 tokens
 

@@ -19,25 +19,44 @@ from __future__ import annotations
 import numpy as np
 
 from sparsecc.backends.tvm.kernels import Kernel, KernelRule
-from sparsecc.backends.tvm.kernels.blocks import as_blocks, family_label, operands
+from sparsecc.backends.tvm.kernels.blocks import (
+    RUN_ROWS,
+    as_blocks,
+    family_label,
+    operands,
+    split_rows,
+    transpose_tile,
+)
 from sparsecc.ops import BsrFormat, BsrWeight, CsrFormat
 
 MAX_VECTORS_PER_TILE = 8  # MT <= 8 vectors: the accumulator must stay in registers
-
-
-def transpose_tile(*sides: int) -> int:
-    """The largest of 16/8/4/2/1 dividing every side (tiled transposes run ~4-10x faster)."""
-    return next(t for t in (16, 8, 4, 2, 1) if all(side % t == 0 for side in sides))
 
 
 def padded_tokens(m: int, lanes: int) -> int:
     return -(-m // lanes) * lanes
 
 
-def token_tile_choices(m: int, lanes: int) -> list[int]:
-    """Valid MT values: whole vectors per tile that divide the padded token count."""
-    vectors = padded_tokens(m, lanes) // lanes
+def token_tile_choices(m: int, lanes: int, slab: int | None = None) -> list[int]:
+    """Valid MT values: whole vectors per tile that divide the slab (default: all padded tokens)."""
+    vectors = (slab or padded_tokens(m, lanes)) // lanes
     return [v * lanes for v in range(1, MAX_VECTORS_PER_TILE + 1) if vectors % v == 0]
+
+
+# X^T bytes one slab of tokens may take, so that it stays in L2 while every row walks over it:
+# K=3072 x 128 tokens (1.5 MB) went to L3 on every nonzero and made 80% CSR at (768, 3072) no
+# faster than dense (2026-12-02, AVX2 EPYC, 512 KiB L2 per core).
+SLAB_BYTES = 384 * 1024
+
+
+def slab_tokens(m: int, inp: int, lanes: int) -> int:
+    """ST: tokens per slab, a divisor of the padded tokens in whole vectors, X^T within SLAB_BYTES."""
+    padded = padded_tokens(m, lanes)
+    fitting = [
+        v * lanes
+        for v in range(1, padded // lanes + 1)
+        if padded % (v * lanes) == 0 and inp * v * lanes * 4 <= SLAB_BYTES
+    ]
+    return max(fitting) if fitting else lanes
 
 
 # The tile's accumulators (R rows x V = MT/lanes vectors) take as many registers as fit: measured
@@ -52,23 +71,32 @@ def fits_registers(rows: int, vectors: int, lanes: int, registers: int) -> bool:
     return rows * vectors + vectors + 1 <= registers and rows * vectors * lanes * 4 <= ALLOCA_BYTES
 
 
-def default_tiles(block: tuple[int, int], m: int, lanes: int, registers: int = 32) -> dict[str, int]:
-    """MT: the most vectors of tokens whose R x V accumulators fit the registers (at least one)."""
+def default_tiles(
+    block: tuple[int, int], m: int, lanes: int, registers: int = 32, inp: int | None = None
+) -> dict[str, int]:
+    """ST from the cache budget, then MT: the most vectors of tokens in the slab whose R x V
+    accumulators fit the registers (at least one)."""
     rows = max(block[0], 1)
+    slab = slab_tokens(m, inp, lanes) if inp else padded_tokens(m, lanes)
     fitting = [
-        mt for mt in token_tile_choices(m, lanes) if fits_registers(rows, mt // lanes, lanes, registers)
+        mt for mt in token_tile_choices(m, lanes, slab) if fits_registers(rows, mt // lanes, lanes, registers)
     ]
-    return {"MT": max(fitting) if fitting else lanes}
+    return {"MT": max(fitting) if fitting else lanes, "ST": slab}
 
 
-def blocked_linear(m: int, weight: BsrWeight, lanes: int):
-    """Unscheduled PrimFunc (X[m, in], values[nnzb, C, R], col[nnzb], row_ptr[out/R+1], bias[out], Y[m, out])."""
+def blocked_linear(m: int, weight: BsrWeight, lanes: int, slab: int | None = None):
+    """Unscheduled PrimFunc (X[m, in], values[nnzb, C, R], col[nnzb], row_ptr[out/R+1], bias[out], Y[m, out]).
+
+    Tokens go in slabs of `slab` (default: all), the outer loop: every row walks one slab's
+    X^T before the next slab.
+    """
     from tvm.script import tirx as T
 
     out, inp = weight.shape
     r_size, c_size = weight.block
     nnzb, n_block_rows = max(weight.nnz_blocks, 1), out // r_size
     m_padded = padded_tokens(m, lanes)
+    slab = slab or m_padded
 
     @T.prim_func(s_tir=True)
     def kernel(
@@ -86,14 +114,14 @@ def blocked_linear(m: int, weight: BsrWeight, lanes: int):
             with T.sblock("XT"):
                 vk, vt = T.axis.remap("SS", [k, t])
                 XT[vk, vt] = T.if_then_else(vt < m, X[T.min(vt, m - 1), vk], T.float32(0))
-        for i in range(n_block_rows):
+        for s, i in T.grid(m_padded // slab, n_block_rows):
             with T.sblock("row"):
-                vi = T.axis.spatial(n_block_rows, i)
+                vs, vi = T.axis.remap("SS", [s, i])
                 # the block count is data-dependent but refers only to the outer block var,
                 # which keeps the inner bindings affine (schedulable)
-                for t, r, e, c in T.grid(m_padded, r_size, indptr[vi + 1] - indptr[vi], c_size):
+                for t, r, e, c in T.grid(slab, r_size, indptr[vi + 1] - indptr[vi], c_size):
                     with T.sblock("bsr"):
-                        vt = T.axis.spatial(m_padded, t)
+                        vt = T.axis.spatial(m_padded, vs * slab + t)
                         vr = T.axis.spatial(r_size, r)
                         ve = T.axis.reduce(indptr[vi + 1] - indptr[vi], e)
                         vc = T.axis.reduce(c_size, c)
@@ -112,7 +140,7 @@ def blocked_linear(m: int, weight: BsrWeight, lanes: int):
 
 
 def schedule_blocked(sch, m: int, weight_shape: tuple[int, int], lanes: int, mt: int | None = None) -> None:
-    """The micro-kernel schedule. `mt=None` lets MetaSchedule sample the token tile."""
+    """The micro-kernel schedule. `mt=None` lets MetaSchedule sample the token tile (within the slab)."""
     (out, inp), m_padded = weight_shape, padded_tokens(m, lanes)
 
     xt = sch.get_sblock("XT")
@@ -150,12 +178,14 @@ def schedule_blocked(sch, m: int, weight_shape: tuple[int, int], lanes: int, mt:
     sch.reorder(o0, t, o1)
     sch.parallel(o0)
     sch.vectorize(o1)
-    (row,) = sch.get_loops(sch.get_sblock("row"))
-    sch.parallel(row)  # outer-block loops last (docs/tvm-notes.md, "Schedule primitives": COW bug)
+    slabs, row = sch.get_loops(sch.get_sblock("row"))
+    sch.parallel(
+        sch.fuse(slabs, row)
+    )  # outer-block loops last (docs/tvm-notes.md, "Schedule primitives": COW bug)
 
 
 def design_space(m: int, weight_shape: tuple[int, int], lanes: int):
-    """MetaSchedule's space: the fixed schedule with the token tile sampled."""
+    """MetaSchedule's space: the fixed schedule with the token tile sampled (the slab is in the TIR)."""
 
     def space(sch) -> None:
         schedule_blocked(sch, m, weight_shape, lanes)
@@ -182,12 +212,15 @@ def make_blocked_kernel(
 ) -> Kernel:
     import tvm
 
-    tiles = {**default_tiles(weight.block, m, lanes, registers), **(tiles or {})}
-    if set(tiles) != {"MT"} or tiles["MT"] not in token_tile_choices(m, lanes):
+    tiles = {**default_tiles(weight.block, m, lanes, registers, weight.shape[1]), **(tiles or {})}
+    slab = tiles["ST"]
+    if set(tiles) != {"MT", "ST"} or slab % lanes or padded_tokens(m, lanes) % slab:
+        raise ValueError(f"blocked kernel tiles {tiles} invalid for m={m}: ST must divide the padded tokens")
+    if tiles["MT"] not in token_tile_choices(m, lanes, slab):
         raise ValueError(
-            f"blocked kernel tiles {tiles} invalid for m={m}: MT must be one of {token_tile_choices(m, lanes)}"
+            f"blocked kernel tiles {tiles} invalid for m={m}: MT must be one of {token_tile_choices(m, lanes, slab)}"
         )
-    base = blocked_linear(m, weight, lanes)
+    base = blocked_linear(m, weight, lanes, slab)
     sch = tvm.s_tir.Schedule(base)
     schedule_blocked(sch, m, weight.shape, lanes, tiles["MT"])
     func = sch.mod["main"].with_attr("tirx.is_scheduled", True)
@@ -200,8 +233,8 @@ def make_blocked_kernel(
         flops,
         base_func=base,
         design_space=design_space(m, weight.shape, lanes),
-        tiles_of_trace=lambda trace: tiles_of_trace(trace, lanes),
-        space_size=len(token_tile_choices(m, lanes)),
+        tiles_of_trace=lambda trace: {**tiles_of_trace(trace, lanes), "ST": slab},
+        space_size=len(token_tile_choices(m, lanes, slab)),
     )
 
 
@@ -211,12 +244,6 @@ def make_blocked_kernel(
 # down so estimates err towards dense: 16x1 at 90% 0.23-0.46 by shape, 8x1 0.3-0.5, 4x4 at 80%
 # 0.39-0.69, 1x16 at 90% 0.30-0.37, CSR at 80% 0.30-0.41 (the long rows of (768, 3072) are the slow end).
 ROWS_EFFICIENCY = ((4, 0.4), (2, 0.3))
-# Blocks taller than this run as stacks of blocks of this height: per block the kernel loads C
-# vectors of X^T and broadcasts R x C values for R x C x V FMAs, so with ACC_VECTORS accumulators
-# (V = 16 / R vectors of tokens) 4 rows balance loads and FMAs best. Measured on 16x1-pruned weights
-# at 90% (2026-12-01, /tmp/i8/b41.py): as 4x1 blocks 0.139 / 0.421 / 0.561 ms for (768, 768),
-# (3072, 768), (768, 3072) against 0.154 / 0.466 / 1.061 ms as 16x1.
-RUN_ROWS = 4
 CSR_EFFICIENCY = 0.3
 # 1-4 tokens: the dense layer runs the GEMV kernel, which the token-vectorised kernel (M padded
 # to a vector) cannot match: 16x1 and 4x4 at 90% measured 1.4-2.1x the GEMV (one thread), 0.14-0.21.
@@ -268,24 +295,3 @@ class BlockedCpu(KernelRule):
         if isinstance(fmt, BsrFormat) and fmt.block[0] > RUN_ROWS and fmt.block[0] % RUN_ROWS == 0:
             blocks = split_rows(blocks, RUN_ROWS)
         return make_blocked_kernel(blocks, bias, m, target.lanes, label, tiles, target.vector_registers)
-
-
-def split_rows(weight: BsrWeight, rows: int) -> BsrWeight:
-    """R x C blocks as stacks of rows x C blocks: the same values, R / rows times the indices."""
-    r, c = weight.block
-    parts = r // rows
-    n_block_rows = weight.row_ptr.size - 1
-    counts = np.diff(weight.row_ptr)
-    values = weight.values.reshape(-1, parts, rows, c)  # [nnzb, part, rows, C]
-    order, columns = [], []
-    for i in range(n_block_rows):
-        blocks = np.arange(weight.row_ptr[i], weight.row_ptr[i + 1])
-        for part in range(parts):
-            order.append(np.stack([blocks, np.full_like(blocks, part)], axis=1))
-            columns.append(weight.col_indices[blocks])
-    picks = np.concatenate(order) if order else np.zeros((0, 2), np.int64)
-    new_values = np.ascontiguousarray(values[picks[:, 0], picks[:, 1]], dtype=np.float32)
-    row_ptr = np.zeros(n_block_rows * parts + 1, np.int32)
-    np.cumsum(np.repeat(counts, parts), out=row_ptr[1:])
-    cols = np.concatenate(columns).astype(np.int32) if columns else np.zeros(0, np.int32)
-    return BsrWeight(new_values, cols, row_ptr, weight.shape, (rows, c))

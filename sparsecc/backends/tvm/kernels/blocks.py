@@ -11,6 +11,12 @@ import numpy as np
 from sparsecc.ops import BsrWeight, CsrFormat, CsrWeight
 
 DENSE_ROWS = (8, 6, 4, 2, 1)  # rows per dense block, first that divides out_features
+# Blocks taller than this run as stacks of blocks of this height: per block the kernel loads C
+# vectors of X^T and broadcasts R x C values for R x C x V FMAs, so with ACC_VECTORS accumulators
+# (V = 16 / R vectors of tokens) 4 rows balance loads and FMAs best. Measured on 16x1-pruned weights
+# at 90% (2026-12-01, /tmp/i8/b41.py): as 4x1 blocks 0.139 / 0.421 / 0.561 ms for (768, 768),
+# (3072, 768), (768, 3072) against 0.154 / 0.466 / 1.061 ms as 16x1.
+RUN_ROWS = 4
 
 
 def dense_rows(out: int) -> int:
@@ -64,3 +70,29 @@ def operands(weight: BsrWeight, bias: np.ndarray | None) -> list[np.ndarray]:
         values, indices = np.zeros((1, weight.block[1], weight.block[0]), np.float32), np.zeros(1, np.int32)
     bias = np.zeros(weight.shape[0], np.float32) if bias is None else bias.astype(np.float32)
     return [values, indices.astype(np.int32), weight.row_ptr.astype(np.int32), bias]
+
+
+def split_rows(weight: BsrWeight, rows: int) -> BsrWeight:
+    """R x C blocks as stacks of rows x C blocks: the same values, R / rows times the indices."""
+    r, c = weight.block
+    parts = r // rows
+    n_block_rows = weight.row_ptr.size - 1
+    counts = np.diff(weight.row_ptr)
+    values = weight.values.reshape(-1, parts, rows, c)  # [nnzb, part, rows, C]
+    order, columns = [], []
+    for i in range(n_block_rows):
+        blocks = np.arange(weight.row_ptr[i], weight.row_ptr[i + 1])
+        for part in range(parts):
+            order.append(np.stack([blocks, np.full_like(blocks, part)], axis=1))
+            columns.append(weight.col_indices[blocks])
+    picks = np.concatenate(order) if order else np.zeros((0, 2), np.int64)
+    new_values = np.ascontiguousarray(values[picks[:, 0], picks[:, 1]], dtype=np.float32)
+    row_ptr = np.zeros(n_block_rows * parts + 1, np.int32)
+    np.cumsum(np.repeat(counts, parts), out=row_ptr[1:])
+    cols = np.concatenate(columns).astype(np.int32) if columns else np.zeros(0, np.int32)
+    return BsrWeight(new_values, cols, row_ptr, weight.shape, (rows, c))
+
+
+def transpose_tile(*sides: int) -> int:
+    """The largest of 16/8/4/2/1 dividing every side (tiled transposes run ~4-10x faster)."""
+    return next(t for t in (16, 8, 4, 2, 1) if all(side % t == 0 for side in sides))

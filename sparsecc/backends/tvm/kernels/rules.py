@@ -19,6 +19,7 @@ from sparsecc.backends.tvm.kernels.csr import CsrCuda
 from sparsecc.backends.tvm.kernels.dense_cpu import DenseCpu
 from sparsecc.backends.tvm.kernels.gemv_cpu import GemvCpu
 from sparsecc.backends.tvm.kernels.nm import NmCuda, NmPermuteX86
+from sparsecc.backends.tvm.kernels.tiled_cpu import TiledCpu
 
 RULES: tuple[KernelRule, ...] = (
     NmPermuteX86(),  # N:M on x86: lane permute, no X transpose
@@ -27,6 +28,7 @@ RULES: tuple[KernelRule, ...] = (
     BlockedCuda(),  # BSR and dense on CUDA
     GemvCpu(),  # dense, 1-4 tokens: vectorised over the inputs
     DenseCpu(),  # dense: GEMM micro-kernel over packed weight panels
+    TiledCpu(),  # CSR and 1xC blocks, any blocks once X^T outgrows L2: cache-tiled
     BlockedCpu(),  # BSR, CSR (1x1 blocks) and dense (full blocks): vectorised over tokens
 )
 
