@@ -5,19 +5,19 @@ import pytest
 
 pytest.importorskip("tvm")
 
-from sparsecc.backends.tvm.kernels.blocks import as_blocks  # noqa: E402
-from sparsecc.backends.tvm.kernels.rules import make_kernel, plan  # noqa: E402
-from sparsecc.backends.tvm.kernels.tiled_cpu import (  # noqa: E402
+from sparsecc.backends.tvm.kernels.blocks import as_blocks
+from sparsecc.backends.tvm.kernels.rules import make_kernel, plan
+from sparsecc.backends.tvm.kernels.tiled_cpu import (
     TiledCpu,
     chunk_offsets,
     make_tiled_kernel,
     sorted_columns,
     tiled_tile_space,
 )
-from sparsecc.backends.tvm.target import resolve_target  # noqa: E402
-from sparsecc.ops import BsrFormat, BsrWeight, CsrFormat, CsrWeight  # noqa: E402
-from sparsecc.sparsity.masks import block_mask, unstructured_mask  # noqa: E402
-from tests.backends.tvm.kernel_checks import run_built  # noqa: E402
+from sparsecc.backends.tvm.target import resolve_target
+from sparsecc.ops import BsrFormat, BsrWeight, CsrFormat, CsrWeight
+from sparsecc.sparsity.masks import block_mask, unstructured_mask
+from tests.backends.tvm.kernel_checks import run_built
 
 CPU = resolve_target("cpu")
 RNG = np.random.default_rng(23)
