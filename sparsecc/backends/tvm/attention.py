@@ -25,8 +25,12 @@ from sparsecc.errors import UnsupportedOpError
 KERNEL_NAME = "attention_cpu"
 
 
-def lower_attention(bb, inputs, attrs, target=None):
-    """The Relax expression for one Attention node; `target` (TargetInfo) None: decomposed."""
+def lower_attention(bb, inputs, attrs, target=None, choose_tiles=None):
+    """The Relax expression for one Attention node; `target` (TargetInfo) None: decomposed.
+
+    `choose_tiles(shape, lanes, registers)` picks the fused kernel's tiles (the tuner's
+    measured choice under tune=N); default: `default_tiles`.
+    """
     q, k, v = inputs[0], inputs[1], inputs[2]
     mask = inputs[3] if len(inputs) > 3 else None
     if len(inputs) > 4 and any(i is not None for i in inputs[4:]):
@@ -61,7 +65,7 @@ def lower_attention(bb, inputs, attrs, target=None):
         scale,
     )
     if target is not None and target.family in ("x86", "aarch64") and fits(shape, target.lanes):
-        out = _fused(bb, shape, q, k, v, mask, target)
+        out = _fused(bb, shape, q, k, v, mask, target, choose_tiles or default_tiles)
     else:
         out = _decomposed(bb, shape, q, k, v, mask)
     if three_d:
@@ -70,10 +74,10 @@ def lower_attention(bb, inputs, attrs, target=None):
     return out
 
 
-def _fused(bb, shape: AttentionShape, q, k, v, mask, target):
+def _fused(bb, shape: AttentionShape, q, k, v, mask, target, choose_tiles):
     from tvm import relax
 
-    tiles = default_tiles(shape, target.lanes, target.vector_registers)
+    tiles = choose_tiles(shape, target.lanes, target.vector_registers)
     keys = padded_keys(shape, tiles)
     pad = keys - shape.kv_len
     kt = relax.op.permute_dims(k, [0, 1, 3, 2])

@@ -91,13 +91,14 @@ class TvmBackend:
             kernels,
             target,
             {layer.bias_add for layer in layers if layer.bias_add},
+            tuner,
         )
         logger.info("lowered to Relax in %.1f s", time.perf_counter() - step)
         step = time.perf_counter()
         from sparsecc.backends.tvm.schedules import ScheduleLog
 
         schedule_log = ScheduleLog()
-        executable = build_relax(module, target, schedule_log)
+        executable = build_relax(module, target, schedule_log, tuner)
         logger.info("built for %s in %.1f s", target.name, time.perf_counter() - step)
 
         rows = {row.name: row for row in context.report}

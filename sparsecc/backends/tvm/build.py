@@ -7,10 +7,12 @@ import os
 from sparsecc.backends.tvm.target import TargetInfo
 
 
-def build_relax(module, target: TargetInfo, log=None):
+def build_relax(module, target: TargetInfo, log=None, tuner=None):
     """tvm.compile with every PrimFunc scheduled (ours are already; the rest by CPU rules or dlight).
 
-    `log` (a `schedules.ScheduleLog`) records which CPU rule took each function.
+    `log` (a `schedules.ScheduleLog`) records which CPU rule took each function; an active
+    `tuner` (tuning.KernelTuner) then tunes those functions with MetaSchedule and keeps the
+    faster schedule of each.
     """
     import tvm
     from tvm import relax
@@ -29,12 +31,20 @@ def build_relax(module, target: TargetInfo, log=None):
                 dl.gpu.Fallback(),
             )(module)
     else:
-        from sparsecc.backends.tvm.schedules import apply_cpu_schedules
-
         # erf/exp/softmax as vectorisable polynomials (float32-accurate; checked against onnxruntime in tests)
+        from sparsecc.backends.tvm.schedules import ScheduleLog, apply_cpu_schedules
+
+        log = log if log is not None else ScheduleLog()
         module = relax.transform.FastMathTransform()(module)
         module = relax.get_pipeline("zero")(module)
+        originals = {
+            gvar.name_hint: func
+            for gvar, func in module.functions_items()
+            if "tirx.is_scheduled" not in func.attrs
+        }
         module = apply_cpu_schedules(module, target.target, log)
+        if tuner is not None:
+            tuner.tune_functions(module, originals, log)
     return tvm.compile(module, target=target.target)
 
 

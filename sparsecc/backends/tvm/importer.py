@@ -69,10 +69,11 @@ def _importer_class():
     class SparseccImporter(onnx_frontend.ONNXGraphImporter):
         """TVM's ONNX graph importer plus converters for sparsecc's ops."""
 
-        def __init__(self, shape_dict, dtype_dict, kernels: dict[str, Kernel], target):
+        def __init__(self, shape_dict, dtype_dict, kernels: dict[str, Kernel], target, tuner=None):
             super().__init__(shape_dict, dtype_dict)
             self.kernels = kernels  # node name -> the kernel chosen for it
             self.target = target  # TargetInfo, or None: no target-specific kernels (attention decomposed)
+            self.tuner = tuner  # tuning.KernelTuner when tune=N: it picks attention's tiles
 
         def _check_for_unsupported_ops(self, graph):
             known = onnx_frontend._get_convert_map()
@@ -97,7 +98,8 @@ def _importer_class():
             if not op_name.startswith(PRIVATE):
                 return super()._convert_operator(op_name, inputs, attrs, opset)
             if op_name == ATTENTION:
-                return self.bb.normalize(lower_attention(self.bb, inputs, attrs, self.target))
+                choose = self.tuner.attention_tiles if self.tuner is not None else None
+                return self.bb.normalize(lower_attention(self.bb, inputs, attrs, self.target, choose))
             return self.bb.normalize(self._convert_linear(inputs[0], attrs["tvm_custom"]["name"]))
 
         def _convert_linear(self, x, name: str):
@@ -146,11 +148,12 @@ def import_onnx(
     kernels: dict[str, Kernel] | None = None,
     target=None,
     bias_adds: set[str] | None = None,
+    tuner=None,
 ):
     """Relax IRModule of `model` with static input shapes; `kernels` maps linear node names to their
     kernel; `target` (a TargetInfo) picks target kernels for other ops (attention)."""
     kernels = kernels or {}
     marked = mark_private_ops(model, set(kernels), bias_adds or set())
-    importer = _importer_class()(input_shapes, input_dtypes, kernels, target)
+    importer = _importer_class()(input_shapes, input_dtypes, kernels, target, tuner)
     opset = next((o.version for o in marked.opset_import if o.domain in ("", "ai.onnx")), 1)
     return importer.from_onnx(marked.graph, opset)

@@ -35,6 +35,7 @@ from sparsecc.errors import SparseccError
 
 logger = logging.getLogger(__name__)
 MS_LOGGER = "tvm.s_tir.meta_schedule"
+SEARCH_POPULATION = 64
 
 
 def stub_tensor_intrin(keep: tuple[str, ...] = ()) -> None:
@@ -196,6 +197,29 @@ class MetaScheduleTuner:
         seconds = [float(s) for s in record.run_secs]
         return kernel.with_schedule(schedule.mod["main"], tiles), float(np.median(seconds)) * 1000.0
 
+    def tune_function(self, func, arrays: list[np.ndarray]) -> tuple[object, float] | None:
+        """MetaSchedule's default CPU design space (its schedule rules) for any PrimFunc, measured
+        on `arrays`: (the best scheduled PrimFunc, its ms), or None when no candidate ran."""
+        import tvm
+
+        module = tvm.IRModule(
+            {"main": func.without_attr("tirx.is_scheduled").with_attr("global_symbol", "main")}
+        )
+        target = ms_target(self.target)
+        record = self._best(module, target)
+        if record is None:
+            before = len(self.database.get_all_tuning_records())
+            self._search(module, target, arrays, "post-order-apply", self.trials)
+            self.trials_run += len(self.database.get_all_tuning_records()) - before
+            record = self._best(module, target)
+        if record is None:
+            return None
+        schedule = self.ms.tir_integration.compile_tir(self.database, module, target)
+        if schedule is None:
+            return None
+        seconds = [float(s) for s in record.run_secs]
+        return schedule.mod["main"].without_attr("global_symbol"), float(np.median(seconds)) * 1000.0
+
     def _best(self, module, target):
         if not self.database.has_workload(module):
             return None
@@ -203,6 +227,8 @@ class MetaScheduleTuner:
         return records[0] if records else None
 
     def _search(self, module, target, arrays: list[np.ndarray], design_space, trials: int) -> None:
+        """`design_space`: a schedule function (a kernel's own space) or "post-order-apply"
+        (MetaSchedule's rules for the target)."""
         ms = self.ms
         ms_logger = logging.getLogger(MS_LOGGER)
         ms_logger.handlers.clear()  # tune_tir re-adds its own; a stale unnamed one breaks its config
@@ -215,7 +241,9 @@ class MetaScheduleTuner:
             str(self.work_dir),
             max_trials_global=trials,
             num_trials_per_iter=min(trials, 16),
-            space=ms.space_generator.ScheduleFn(
+            space=design_space
+            if isinstance(design_space, str)
+            else ms.space_generator.ScheduleFn(
                 design_space,
                 sch_rules=[],
                 postprocs=[],
@@ -225,6 +253,13 @@ class MetaScheduleTuner:
             runner=runner,
             database=self.database,
             cost_model="xgb",
+            # a small population: the functions are small and trials few; the default (512
+            # candidates, 4 generations) spent 7-40 s per function before its first trial
+            strategy=ms.search_strategy.EvolutionarySearch(
+                population_size=SEARCH_POPULATION,
+                init_min_unmeasured=SEARCH_POPULATION // 2,
+                genetic_num_iters=2,
+            ),
             num_tuning_cores=self.target.num_cores,
             seed=0,
         )

@@ -225,6 +225,7 @@ class ScheduleLog:
 
     taken_by: dict[str, str] = dataclasses.field(default_factory=dict)  # function -> rule name
     unscheduled: list[str] = dataclasses.field(default_factory=list)
+    tuned: dict[str, str] = dataclasses.field(default_factory=dict)  # function -> what tune=N decided
 
     @property
     def catch_all_only(self) -> list[str]:

@@ -91,11 +91,19 @@ class RpcConfig:
 
 def measure_ms(kernel, m: int, inp: int, out: int, target: TargetInfo, rpc: RpcConfig | None = None) -> float:
     """Median ms of one kernel call: here, or on a device behind an RPC tracker."""
+    x = np.random.default_rng(0).standard_normal((m, inp)).astype(np.float32)
+    return measure_func_ms(
+        kernel.prim_func, [x, *kernel.constants, np.zeros((m, out), np.float32)], target, rpc
+    )
+
+
+def measure_func_ms(
+    func, arrays: list[np.ndarray], target: TargetInfo, rpc: RpcConfig | None = None
+) -> float:
+    """Median ms of one call of a scheduled PrimFunc on `arrays`."""
     import tvm
 
-    executable = tvm.compile(kernel.prim_func, target=target.target)
-    x = np.random.default_rng(0).standard_normal((m, inp)).astype(np.float32)
-    arrays = (x, *kernel.constants, np.zeros((m, out), np.float32))
+    executable = tvm.compile(func.with_attr("global_symbol", "main"), target=target.target)
     if rpc is None:
         module, device = executable.jit(), tvm.cpu()
     else:
@@ -236,3 +244,96 @@ class KernelTuner:
             self.grid_trials += new
             return make_kernel(weight, bias, m, self.target, tiles), ms, "grid search"
         return kernel, None, "not tunable"
+
+    # -- beyond the linear kernels: attention's tiles, and every other function of the graph --
+
+    def attention_tiles(self, shape, lanes: int, registers: int) -> dict[str, int]:
+        """Tiles for one fused attention call: recorded, or the fastest of its grid (default first)."""
+        from sparsecc.backends.tvm.kernels import attention_cpu
+
+        default = attention_cpu.default_tiles(shape, lanes, registers)
+        if not self.active:
+            return default
+        workload = f"attention|{dataclasses.astuple(shape)}"
+        record = self.grid_records.lookup(self.target, workload)
+        if record is not None:
+            return record["tiles"]
+        candidates = attention_cpu.tile_space(shape, lanes, registers)[: self.trials]
+        started, times = time.perf_counter(), []
+        for tiles in candidates:
+            func = attention_cpu.attention_kernel(shape, lanes, tiles)
+            times.append(
+                measure_func_ms(func, attention_cpu.random_operands(shape, tiles), self.target, self.rpc)
+            )
+        best = int(np.argmin(times))
+        self.grid_trials += len(candidates)
+        seconds = round(time.perf_counter() - started, 2)
+        record = {"tiles": candidates[best], "ms": times[best], "trials": len(candidates), "seconds": seconds}
+        self.grid_records.store(self.target, workload, record)
+        logger.info(
+            "tuning attention %s: %s, %.3f ms (default tiles %.3f ms), %d trials in %.1f s",
+            workload,
+            candidates[best],
+            times[best],
+            times[0],
+            len(candidates),
+            seconds,
+        )
+        return candidates[best]
+
+    def tune_functions(self, module, originals: dict, log) -> None:
+        """MetaSchedule on every function a CPU schedule rule took; the faster schedule stays.
+
+        `originals` maps function names to their unscheduled PrimFuncs; `log` (ScheduleLog)
+        gets, per function, the rule's and MetaSchedule's times. Functions with integer
+        operands are skipped: random indices would read out of bounds.
+        """
+        if not self.active or self.rpc is not None:
+            return
+        if self._meta_schedule is None:
+            from sparsecc.backends.tvm.meta_schedule import MetaScheduleTuner
+
+            self._meta_schedule = MetaScheduleTuner(self.target, self.records_dir, self.trials, self.rpc)
+        for gvar, func in list(module.functions_items()):
+            name = gvar.name_hint
+            if name not in log.taken_by or name not in originals:
+                continue
+            arrays = _random_arguments(func)
+            if arrays is None:
+                log.tuned[name] = "not tuned: integer operands"
+                continue
+            started, before = time.perf_counter(), self.trials_run
+            ours = measure_func_ms(func, arrays, self.target)
+            tuned = self._meta_schedule.tune_function(originals[name], arrays)
+            if tuned is not None and tuned[1] < ours * (1 - MIN_FUNCTION_GAIN):
+                module[gvar] = tuned[0].with_attr("tirx.is_scheduled", True)
+                log.tuned[name] = f"MetaSchedule {tuned[1]:.3f} ms, {log.taken_by[name]} {ours:.3f} ms"
+            else:
+                found = "no valid candidate" if tuned is None else f"MetaSchedule {tuned[1]:.3f} ms"
+                log.tuned[name] = f"kept {log.taken_by[name]} {ours:.3f} ms ({found})"
+            logger.info(
+                "tuning %s: %s, %d new trials in %.1f s",
+                name,
+                log.tuned[name],
+                self.trials_run - before,
+                time.perf_counter() - started,
+            )
+
+
+# MetaSchedule's schedule replaces a rule's only when it measures this much faster: single
+# timings of small functions jitter by a few percent.
+MIN_FUNCTION_GAIN = 0.05
+
+
+def _random_arguments(func) -> list[np.ndarray] | None:
+    """Random float32 arrays for every parameter of a PrimFunc (None: a non-float parameter)."""
+    arrays = []
+    rng = np.random.default_rng(0)
+    for param in func.params:  # tirx: a buffer parameter carries its dtype and shape
+        if str(getattr(param, "dtype", "")) != "float32" or not hasattr(param, "shape"):
+            return None
+        if not all(isinstance(d, int) or hasattr(d, "value") for d in param.shape):
+            return None  # a symbolic extent
+        shape = [int(d) for d in param.shape]
+        arrays.append(rng.standard_normal(shape).astype(np.float32))
+    return arrays

@@ -23,10 +23,13 @@ def test_second_compile_reuses_records(tmp_path):
     model = sparsecc.sparsify("zoo:mlp", SPEC, backend="onnxruntime")
     first = sparsecc.compile(model, "existing", tune=2, records_path=records)
     # MetaSchedule, 2 trials each: BSR 1024x256, dense 1024x1024, and the dense twins of both sparse
-    # layers (measured so a sparse layer never runs slower than dense); 2:4: grid search, 2 candidates
-    assert first.tuning_trials == 2 * 5
+    # layers (measured so a sparse layer never runs slower than dense); 2:4: grid search, 2 candidates;
+    # then every other function of the graph (MetaSchedule's own rules against ours)
+    functions = first.tuning_trials - 2 * 5
+    assert functions >= 1 and first.schedule_log.tuned
+    assert all(("MetaSchedule" in note) for note in first.schedule_log.tuned.values())
     tuned = meta_schedule_records(records)
-    assert len(tuned) == 8 and all(min(run_secs) > 0 for _, (_, run_secs, *_) in tuned)
+    assert len(tuned) == 8 + functions and all(min(run_secs) > 0 for _, (_, run_secs, *_) in tuned)
     (grid,) = json.loads((records / "grid_search.json").read_text()).values()
     assert len(grid) == 1 and next(iter(grid.values()))["trials"] == 2
     second = sparsecc.compile(model, "existing", tune=2, records_path=records)
@@ -105,3 +108,23 @@ def test_a_sparse_layer_that_measures_slower_than_dense_runs_dense(tmp_path):
     kernel = tuner.tune(make_kernel(csr, bias, 64, cpu), csr, bias, 64)
     assert kernel.name == "dense_gemm_x86"
     check_kernel(kernel, csr, bias, 64)
+
+
+def test_attention_tiles_and_graph_functions_are_tuned_and_recorded(tmp_path):
+    """tune=N reaches past the linear kernels: attention's tiles by grid search, the rest by MetaSchedule."""
+    from sparsecc.backends.ort import session
+    from tests.hf_bert import export_hf_bert
+
+    path = tmp_path / "bert.onnx"
+    feeds = export_hf_bert(path, "dynamo", 18)
+    records = tmp_path / "records"
+    cm = sparsecc.compile(str(path), "dense", example_inputs=feeds, tune=2, records_path=records)
+    grid = json.loads((records / "grid_search.json").read_text())
+    (by_workload,) = grid.values()
+    attention = [record for key, record in by_workload.items() if key.startswith("attention|")]
+    assert attention and all(record["trials"] == 2 for record in attention)
+    assert any("layer_norm" in name for name in cm.schedule_log.tuned)
+    want = session.run(str(path), feeds)[0]
+    np.testing.assert_allclose(cm(**feeds), want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+    again = sparsecc.compile(str(path), "dense", example_inputs=feeds, tune=2, records_path=records)
+    assert again.tuning_trials == 0

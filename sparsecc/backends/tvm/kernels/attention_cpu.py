@@ -95,6 +95,51 @@ def default_tiles(shape: AttentionShape, lanes: int, registers: int) -> dict[str
     return {"TQ": 4 if shape.q_len >= 4 else shape.q_len, "TK": tk, "KR": kr, "DV": dv}
 
 
+def tile_space(shape: AttentionShape, lanes: int, registers: int) -> list[dict[str, int]]:
+    """Grid-search candidates, the default first: query rows, register tiles and key tiles varied
+    within the register file (TQ x vectors accumulators, one loaded vector and one broadcast)."""
+    base = default_tiles(shape, lanes, registers)
+    space = [base]
+
+    def fits(tq: int, columns: int) -> bool:
+        return tq * (columns // lanes) + columns // lanes + 1 <= registers
+
+    for tq in (2, 4, 6, 8):
+        for vectors in (1, 2, 3, 4):
+            kr, dv = vectors * lanes, vectors * lanes
+            if tq > max(shape.q_len, 1) or base["TK"] % kr or shape.value_dim % dv:
+                continue
+            if fits(tq, kr) and fits(tq, dv):
+                space.append({**base, "TQ": tq, "KR": kr, "DV": dv})
+    for longest in (64, 256):
+        tk = key_tile(shape.kv_len, lanes, longest)
+        if tk % base["KR"] == 0:
+            space.append({**base, "TK": tk})
+    unique = []
+    for tiles in space:
+        if tiles not in unique:
+            unique.append(tiles)
+    return unique
+
+
+def random_operands(shape: AttentionShape, tiles: dict[str, int], seed: int = 0) -> list:
+    """Arguments of the kernel for timing: random Q, K^T, V, a zero mask and the output."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    keys = padded_keys(shape, tiles)
+    mask = shape.mask_shape or (1, 1, 1, 1)
+    if mask[3] > 1:
+        mask = (*mask[:3], keys)
+    return [
+        rng.standard_normal((shape.batch, shape.heads, shape.q_len, shape.head_dim)).astype(np.float32),
+        rng.standard_normal((shape.batch, shape.kv_heads, shape.head_dim, keys)).astype(np.float32),
+        rng.standard_normal((shape.batch, shape.kv_heads, shape.kv_len, shape.value_dim)).astype(np.float32),
+        np.zeros(mask, np.float32),
+        np.zeros((shape.batch, shape.heads, shape.q_len, shape.value_dim), np.float32),
+    ]
+
+
 def padded_keys(shape: AttentionShape, tiles: dict[str, int]) -> int:
     return -(-shape.kv_len // tiles["TK"]) * tiles["TK"]
 
