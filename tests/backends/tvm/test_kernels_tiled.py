@@ -53,6 +53,7 @@ def test_chunks_that_do_not_divide_the_inputs_and_rows_without_nonzeros():
     dense = weight.to_dense()
     dense[::3] = 0  # empty rows still get their bias
     check(CsrWeight.from_dense(dense), 19, {"KC": 7})
+    check(CsrWeight.from_dense(dense), 19, {"KC": 7, "IL": 2})  # two accumulator sets, odd block counts
 
 
 @pytest.mark.parametrize("block", [(1, 16), (4, 4), (2, 8), (16, 1), (3, 5)])

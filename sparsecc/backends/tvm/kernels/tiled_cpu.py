@@ -44,7 +44,7 @@ MAX_SLAB = 128  # tokens per slab
 
 
 def default_tiles(weight: BsrWeight, m: int, lanes: int, registers: int, cores: int) -> dict[str, int]:
-    """ST, MT, KC (in block columns) and G (row groups) for one weight.
+    """ST, MT, KC (in block columns), G (row groups) and IL (accumulator sets) for one weight.
 
     Measured (2026-12-02, AVX2 EPYC, 2 threads, M=128, /tmp/exp/tiled.py, min of 5 rounds): for
     CSR and 1x16 at 80-90%, ST=128 / MT=32 / KC=256 inputs ran (768, 3072) in 0.64-0.80x the time
@@ -63,7 +63,9 @@ def default_tiles(weight: BsrWeight, m: int, lanes: int, registers: int, cores: 
     )
     kc = max(1, CHUNK_INPUTS // cols)
     groups = max(1, min(weight.shape[0] // rows, -(-2 * cores // (padded // st))))
-    return {"ST": st, "MT": mt, "KC": kc, "G": groups}
+    # IL=2 (alternate blocks into two accumulator sets, breaking the FMA latency chain) measured
+    # within noise of IL=1 (2026-12-02, AVX2 EPYC, /tmp/exp/tiled.py); it stays a tuning choice
+    return {"ST": st, "MT": mt, "KC": kc, "G": groups, "IL": 1}
 
 
 def chunk_offsets(weight: BsrWeight, kc: int) -> np.ndarray:
@@ -95,11 +97,13 @@ def sorted_columns(weight: BsrWeight) -> BsrWeight:
 
 def tiled_linear(m: int, weight: BsrWeight, lanes: int, tiles: dict[str, int]):
     """PrimFunc (X[m, in], values[nnzb, C, R], col[nnzb], chunk_ptr[rows, chunks+1], bias[out], Y[m, out])."""
+    from tvm import tirx
     from tvm.script import tirx as T
 
     out, inp = weight.shape
     r_size, c_size = weight.block
     st, mt, kc, groups = tiles["ST"], tiles["MT"], tiles["KC"], tiles["G"]
+    il = tiles.get("IL", 1)
     padded = padded_tokens(m, lanes)
     if st % mt or padded % st or mt % lanes:
         raise ValueError(
@@ -112,6 +116,28 @@ def tiled_linear(m: int, weight: BsrWeight, lanes: int, tiles: dict[str, int]):
     tbx, tby = transpose_tile(inp, padded), transpose_tile(out)
     per_group = -(-n_rows // groups)
     groups = -(-n_rows // per_group)
+
+    # index expressions (TVMScript assignments would allocate memory; docs/tvm-notes.md)
+    def row(task, i):  # the block row
+        return task % groups * per_group + i
+
+    def token(task, tt, t):
+        return task // groups * st + tt * mt + t
+
+    def start(chunk_ptr, task, i, c):
+        return chunk_ptr[row(task, i), c]
+
+    def count(chunk_ptr, task, i, c):
+        return chunk_ptr[row(task, i), c + 1] - chunk_ptr[row(task, i), c]
+
+    def tail(chunk_ptr, task, i, c):
+        return chunk_ptr[row(task, i), c + 1] - count(chunk_ptr, task, i, c) % il
+
+    def total(acc, r, t):
+        value = tirx.BufferLoad(acc, [0, r, t])
+        for h in range(1, il):
+            value = value + tirx.BufferLoad(acc, [h, r, t])
+        return value
 
     @T.prim_func
     def kernel(
@@ -136,42 +162,52 @@ def tiled_linear(m: int, weight: BsrWeight, lanes: int, tiles: dict[str, int]):
             for i in T.serial(T.min(per_group, n_rows - task % groups * per_group)):
                 for r in T.serial(r_size):
                     for t in T.vectorized(st):
-                        YT[(task % groups * per_group + i) * r_size + r, task // groups * st + t] = bias[
-                            (task % groups * per_group + i) * r_size + r
+                        YT[row(task, i) * r_size + r, task // groups * st + t] = bias[
+                            row(task, i) * r_size + r
                         ]
             for c in T.serial(n_chunks):
                 for i in T.serial(T.min(per_group, n_rows - task % groups * per_group)):
                     for tt in T.serial(st // mt):
-                        acc = T.alloc_buffer((r_size, mt), "float32")
-                        for r in T.unroll(r_size):
-                            for t in T.vectorized(mt):
-                                acc[r, t] = YT[
-                                    (task % groups * per_group + i) * r_size + r,
-                                    task // groups * st + tt * mt + t,
-                                ]
-                        for e in T.serial(
-                            chunk_ptr[task % groups * per_group + i, c + 1]
-                            - chunk_ptr[task % groups * per_group + i, c]
-                        ):
+                        # `il` accumulator sets take alternate blocks: independent FMA chains
+                        acc = T.alloc_buffer((il, r_size, mt), "float32")
+                        for h in T.unroll(il):
+                            for r in T.unroll(r_size):
+                                for t in T.vectorized(mt):
+                                    acc[h, r, t] = T.if_then_else(
+                                        h == 0,
+                                        YT[row(task, i) * r_size + r, token(task, tt, t)],
+                                        T.float32(0),
+                                    )
+                        for e2 in T.serial(count(chunk_ptr, task, i, c) // il):
+                            for h in T.unroll(il):
+                                for cc in T.unroll(c_size):
+                                    for r in T.unroll(r_size):
+                                        for t in T.vectorized(mt):
+                                            acc[h, r, t] = (
+                                                acc[h, r, t]
+                                                + XT[
+                                                    indices[start(chunk_ptr, task, i, c) + e2 * il + h]
+                                                    * c_size
+                                                    + cc,
+                                                    token(task, tt, t),
+                                                ]
+                                                * data[start(chunk_ptr, task, i, c) + e2 * il + h, cc, r]
+                                            )
+                        for e in T.serial(count(chunk_ptr, task, i, c) % il):  # the blocks left over
                             for cc in T.unroll(c_size):
                                 for r in T.unroll(r_size):
                                     for t in T.vectorized(mt):
-                                        acc[r, t] = (
-                                            acc[r, t]
+                                        acc[0, r, t] = (
+                                            acc[0, r, t]
                                             + XT[
-                                                indices[chunk_ptr[task % groups * per_group + i, c] + e]
-                                                * c_size
-                                                + cc,
-                                                task // groups * st + tt * mt + t,
+                                                indices[tail(chunk_ptr, task, i, c) + e] * c_size + cc,
+                                                token(task, tt, t),
                                             ]
-                                            * data[chunk_ptr[task % groups * per_group + i, c] + e, cc, r]
+                                            * data[tail(chunk_ptr, task, i, c) + e, cc, r]
                                         )
                         for r in T.unroll(r_size):
                             for t in T.vectorized(mt):
-                                YT[
-                                    (task % groups * per_group + i) * r_size + r,
-                                    task // groups * st + tt * mt + t,
-                                ] = acc[r, t]
+                                YT[row(task, i) * r_size + r, token(task, tt, t)] = total(acc, r, t)
         for o0 in T.parallel(out // tby):
             for t in T.serial(m):
                 for o1 in T.vectorized(tby):
@@ -212,6 +248,8 @@ def tiled_tile_space(
         kc = max(1, inputs // cols)
         if kc != base["KC"]:
             space.append({**base, "KC": kc})
+    if 2 * weight.block[0] * (base["MT"] // lanes) + 2 <= registers:  # two accumulator sets fit
+        space.append({**base, "IL": 2})
     return space
 
 
