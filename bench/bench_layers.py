@@ -166,9 +166,10 @@ def main() -> None:
 
             import onnx as onnx_lib
 
-            path = os.path.join(tempfile.mkdtemp(prefix="bench-layer-"), "layer.onnx")
-            onnx_lib.save(ort_linear(pruned, b, batch=True), path)
-            peer = deepsparse_peer.DeepSparse(path, {"X": x[None]}, threads=common.THREADS)
+            with tempfile.TemporaryDirectory(prefix="bench-layer-") as work:
+                path = os.path.join(work, "layer.onnx")
+                onnx_lib.save(ort_linear(pruned, b, batch=True), path)
+                peer = deepsparse_peer.DeepSparse(path, {"X": x[None]}, threads=common.THREADS)
             candidates["deepsparse"] = peer
         with torch.no_grad():
             times = common.interleaved(candidates)

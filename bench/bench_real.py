@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -81,21 +82,38 @@ def prune(module, spec_text: str | None) -> int:
     return count
 
 
+TUNED = "sparsecc tuned"  # the --tune build's column
+
+
 def parse_model(text: str) -> tuple[str, str, str]:
     family, size, exporter = text.split("-")
     return family, size, exporter
 
 
 def measure(model_name: str, config: str, args, console: Console) -> dict:
+    work = tempfile.mkdtemp(prefix="bench-real-")
+    try:
+        return _measure(model_name, config, args, console, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # two exports of BERT-base are ~0.8 GB
+
+
+def _measure(model_name: str, config: str, args, console: Console, work: str) -> dict:
     family, size, exporter = parse_model(model_name)
     module, inputs = hf.build(family, size)
     pruned = prune(module, CONFIGS[config])
-    work = tempfile.mkdtemp(prefix="bench-real-")
     path = os.path.join(work, "model.onnx")
     feeds = hf.export_onnx(module, inputs, path, exporter, 18 if exporter == "dynamo" else 17)
     started = time.perf_counter()
-    compiled = sparsecc.compile(path, "existing", example_inputs=feeds, tune=args.tune)
+    compiled = sparsecc.compile(path, "existing", example_inputs=feeds)
     compile_s = time.perf_counter() - started
+    tuned, tuned_s = None, None
+    if args.tune:
+        started = time.perf_counter()  # fresh records: every trial runs
+        tuned = sparsecc.compile(
+            path, "existing", example_inputs=feeds, tune=args.tune, records_path=os.path.join(work, "records")
+        )
+        tuned_s = time.perf_counter() - started
     ort = session.make_session(path, threads=common.THREADS)
     reference = ort.run(None, feeds)[0]
     error = float(np.abs(compiled(**feeds) - reference).max() / np.abs(reference).max())
@@ -105,11 +123,23 @@ def measure(model_name: str, config: str, args, console: Console) -> dict:
         "torch": lambda: module(*torch_args),
         "sparsecc": lambda: compiled(**feeds),
     }
-    peer = None
+    if tuned is not None:
+        candidates[TUNED] = lambda: tuned(**feeds)
+    peer, ds_error = None, None
     if deepsparse_peer.available():
-        peer = deepsparse_peer.DeepSparse(path, feeds, threads=common.THREADS)
-        ds_error = float(np.abs(peer.outputs()[0] - reference).max() / np.abs(reference).max())
-        candidates["DeepSparse"] = peer
+        # DeepSparse reads opset <= 17 and rejects some down-converted ops: it gets its own
+        # export of the same pruned module at opset 17
+        path17 = os.path.join(work, "model17.onnx")
+        hf.export_onnx(module, inputs, path17, exporter, 17)
+        try:
+            peer = deepsparse_peer.DeepSparse(path17, feeds, threads=common.THREADS)
+            ds_error = float(np.abs(peer.outputs()[0] - reference).max() / np.abs(reference).max())
+            candidates["DeepSparse"] = peer
+        except RuntimeError as error:
+            console.print(
+                f"[yellow]{model_name} {config}: DeepSparse failed: {str(error).splitlines()[0]}[/yellow]"
+            )
+            peer = None
     with torch.no_grad():
         times = common.interleaved(candidates, rounds=args.rounds, runs=args.runs)
     formats = {}
@@ -121,8 +151,10 @@ def measure(model_name: str, config: str, args, console: Console) -> dict:
         "config": config,
         "times": times,
         "error": error,
-        "deepsparse_error": ds_error if peer else None,
+        "deepsparse_error": ds_error,
         "compile_s": compile_s,
+        "tuned_s": tuned_s,
+        "tuned_trials": tuned.tuning_trials if tuned is not None else None,
         "pruned": pruned,
         "formats": formats,
     }
@@ -135,6 +167,12 @@ def measure(model_name: str, config: str, args, console: Console) -> dict:
         + ", ".join(f"{k} {v:.1f} ms" for k, v in times.items())
         + f"; max rel err {error:.1e}; compile {compile_s:.0f} s; {formats}[/dim]"
     )
+    if tuned is not None:
+        console.print(
+            f"[dim]{model_name} {config}: tune={args.tune} compiled in {tuned_s:.0f} s with "
+            f"{tuned.tuning_trials} trials; {times['sparsecc']:.1f} ms untuned, {times[TUNED]:.1f} ms tuned "
+            f"({times['sparsecc'] / times[TUNED]:.2f}x)[/dim]"
+        )
     return result
 
 
@@ -146,6 +184,7 @@ def table(results: list[dict]) -> Table:
     t = Table(
         title=f"median ms, {common.THREADS} threads, one interleaved run per row; ratio = baseline / sparsecc"
     )
+    tuned = any(TUNED in r["times"] for r in results)
     columns = (
         "model",
         "weights",
@@ -153,6 +192,7 @@ def table(results: list[dict]) -> Table:
         "torch",
         "DeepSparse",
         "sparsecc",
+        *((TUNED,) if tuned else ()),
         "vs ORT",
         "vs torch",
         "vs DeepSparse",
@@ -167,7 +207,7 @@ def table(results: list[dict]) -> Table:
             LABELS[r["config"]],
             *(
                 f"{times[c]:.1f}" if c in times else "-"
-                for c in ("onnxruntime", "torch", "DeepSparse", "sparsecc")
+                for c in ("onnxruntime", "torch", "DeepSparse", "sparsecc", *((TUNED,) if tuned else ()))
             ),
             ratio(times, "onnxruntime"),
             ratio(times, "torch"),
@@ -202,7 +242,12 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"from {', '.join(CONFIGS)}")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--tune", type=int, default=0, help="tuning trials per kernel for sparsecc")
+    parser.add_argument(
+        "--tune",
+        type=int,
+        default=0,
+        help="also time sparsecc tuned with N trials per kernel (fresh records)",
+    )
     parser.add_argument("--profile", action="store_true", help="print sparsecc's time per function group")
     parser.add_argument("--markdown", help="also write the table as markdown to this file")
     args = parser.parse_args()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -34,7 +35,12 @@ def downgrade(path: str, out: str) -> None:
     model = onnx.load(path)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if opset > OPSET:
-        model = version_converter.convert_version(model, OPSET)
+        try:
+            model = version_converter.convert_version(model, OPSET)
+        except RuntimeError as error:  # e.g. no adapter for Split from 18 to 17
+            raise RuntimeError(
+                f"cannot convert opset {opset} to {OPSET}: {str(error).splitlines()[-1]}"
+            ) from None
     model.ir_version = min(model.ir_version, IR_VERSION)
     onnx.save(model, out)
 
@@ -50,12 +56,19 @@ class DeepSparse:
         self.process = subprocess.Popen(
             [str(PYTHON), str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
-        self.compile_seconds = self._ask({"load": model, "inputs": inputs, "threads": threads})["seconds"]
+        try:
+            self.compile_seconds = self._ask({"load": model, "inputs": inputs, "threads": threads})["seconds"]
+        except RuntimeError:
+            self.close()
+            raise
 
     def _ask(self, command: dict) -> dict:
         self.process.stdin.write(json.dumps(command) + "\n")
         self.process.stdin.flush()
-        answer = json.loads(self.process.stdout.readline())
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"DeepSparse worker exited (code {self.process.wait()})")
+        answer = json.loads(line)
         if "error" in answer:
             raise RuntimeError(f"DeepSparse: {answer['error']}")
         return answer
@@ -73,3 +86,4 @@ class DeepSparse:
         if self.process.poll() is None:
             self.process.stdin.close()
             self.process.wait(timeout=30)
+        shutil.rmtree(self.work, ignore_errors=True)

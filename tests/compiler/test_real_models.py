@@ -51,3 +51,18 @@ def test_compiles_matches_onnxruntime_and_schedules_everything(family, exporter,
     assert not log.unscheduled
     # only ViT's patch-embedding convolution is left to the catch-all rule (convolutions: their own issue)
     assert set(log.catch_all_only) <= ({"conv2d"} if family == "vit" else set()), log.catch_all_only
+
+
+@pytest.mark.parametrize("exporter, opset", [("torchscript", 17), ("dynamo", 23)])
+def test_attention_is_fused_at_other_opsets(exporter, opset, tmp_path):
+    """TorchScript at opset 17 (decomposed attention, LayerNormalization) and dynamo at 23 (which
+    writes Attention itself, with a boolean mask): one fused kernel either way."""
+    module, inputs = hf.build("bert", "tiny")
+    inputs["attention_mask"][0, -5:] = 0  # padding: the mask matters
+    path = tmp_path / "model.onnx"
+    feeds = hf.export_onnx(module, inputs, path, exporter, opset)
+    compiled = sparsecc.compile(str(path), "dense", example_inputs=feeds)
+    want = session.run(str(path), feeds)[0]
+    assert np.abs(compiled(**feeds) - want).max() <= 1e-4 * np.abs(want).max()
+    groups = [entry.group for entry in compiled.profile(**feeds, runs=1)]
+    assert groups.count("attention_cpu") == 1 and not any("softmax" in group for group in groups), groups

@@ -12,6 +12,8 @@ ours, in dlight's shape (`apply` returns a Schedule, or None when it does not ap
                0.137 -> 0.064 ms)
   Injective    element-wise / layout ops: outer axes fused and parallel, inner vectorised
 Our linear kernels are hand-scheduled TIR marked `tirx.is_scheduled`, so no rule touches them.
+Every rule leaves a function with less than `kernels.PARALLEL_MIN_ITERATIONS` of work on one
+thread: starting a parallel loop costs more than such a function takes.
 
 A rule returns None when it does not apply. An exception inside a rule is a bug: it is
 logged with the rule's name and the function, and it fails the build under `--debug` and
@@ -31,6 +33,7 @@ from tvm.s_tir.dlight.base import get_extent
 from tvm.s_tir.dlight.base.common_schedules import try_inline
 from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 
+from sparsecc.backends.tvm.kernels import PARALLEL_MIN_ITERATIONS, runs_parallel
 from sparsecc.backends.tvm.target import TargetInfo
 from sparsecc.errors import ScheduleRuleError
 
@@ -38,6 +41,23 @@ logger = logging.getLogger(__name__)
 DEBUG_ENV = "SPARSECC_DEBUG"  # "1": a failing rule fails the build
 
 TILE_ROWS, TILE_VECTORS = 4, 2  # batch-matmul register tile: 4 rows x 2 vectors, 8 accumulators
+
+
+def _iterations(sch, infos) -> int:
+    """The most innermost iterations any block of the function runs (large when unknown)."""
+    most = 0
+    for info in infos:
+        count = 1
+        for loop in sch.get_loops(info.block_rv):
+            extent = get_extent(sch, loop)
+            count *= extent if isinstance(extent, int) else PARALLEL_MIN_ITERATIONS
+        most = max(most, count)
+    return most
+
+
+def _parallel(sch, loop, parallel: bool) -> None:
+    if parallel:
+        sch.parallel(loop)
 
 
 def _vectorize_last(sch, loop, lanes: int) -> None:
@@ -69,6 +89,7 @@ class BatchMatmul(CPUScheduleRule):
         kinds = info.dom_kind()
         if not kinds.endswith("SR") or kinds.count("R") != 1 or len(kinds) < 3:
             return None
+        parallel = runs_parallel(_iterations(sch, infos))
         prologue, epilogue = infos[: positions[0]], infos[positions[0] + 1 :]
         if try_inline(sch, list(prologue)):  # producers such as transposes and scalings must inline
             return None
@@ -86,10 +107,10 @@ class BatchMatmul(CPUScheduleRule):
             and rows % TILE_ROWS == 0
             and columns % (TILE_VECTORS * lanes) == 0
         ):
-            return self._register_tiled(sch, block, [*outer, row], last, reduce, lanes, write_back)
+            return self._register_tiled(sch, block, [*outer, row], last, reduce, lanes, parallel, write_back)
         sch.reorder(reduce, last)
         fused = sch.fuse(*outer, row)
-        sch.parallel(fused)
+        _parallel(sch, fused, parallel)
         _vectorize_last(sch, last, lanes)  # before decompose_reduction, which leaves a non-compact update
         if write_back is not None:
             sch.reverse_compute_at(write_back, fused, preserve_unit_loops=True)
@@ -98,7 +119,7 @@ class BatchMatmul(CPUScheduleRule):
         return sch
 
     @staticmethod
-    def _register_tiled(sch, block, outer, last, reduce, lanes, write_back=None):
+    def _register_tiled(sch, block, outer, last, reduce, lanes, parallel, write_back=None):
         """A TILE_ROWS x (TILE_VECTORS x lanes) accumulator in registers: each B vector feeds TILE_ROWS rows."""
         *batch, row = outer
         row_tile, row_in = sch.split(row, factors=[None, TILE_ROWS])
@@ -113,7 +134,8 @@ class BatchMatmul(CPUScheduleRule):
         *_, written_row, written_column = sch.get_loops(accumulator)
         _vectorize_last(sch, written_column, lanes)
         sch.unroll(written_row)
-        sch.parallel(sch.fuse(*batch, row_tile, column_tile))  # before decompose_reduction (compact dataflow)
+        tiles = sch.fuse(*batch, row_tile, column_tile)  # before decompose_reduction (compact dataflow)
+        _parallel(sch, tiles, parallel)
         init = sch.decompose_reduction(block, reduce)
         _vectorize_last(sch, sch.get_loops(init)[-1], lanes)
         return sch
@@ -138,6 +160,7 @@ class RowReduction(CPUScheduleRule):
         if any(kind.count("S") != lead for kind in kinds if "R" in kind) or len(kinds[-1]) <= lead:
             return None
         lanes = TargetInfo.lanes_of(target)
+        parallel = runs_parallel(_iterations(sch, infos))
         partials = []
         for block in reductions:  # rfactor first: it needs each reduction alone in its loop nest
             reduce = sch.get_loops(block)[-1]
@@ -149,7 +172,7 @@ class RowReduction(CPUScheduleRule):
         last = infos[-1].block_rv
         loops = sch.get_loops(last)
         rows = sch.fuse(*loops[:lead]) if lead > 1 else loops[0]
-        sch.parallel(rows)
+        _parallel(sch, rows, parallel)
         _vectorize_last(sch, sch.get_loops(last)[-1], lanes)
         for block in reversed(list(sch.get_child_blocks(sch.get_sblock("root")))[:-1]):
             sch.compute_at(block, rows, preserve_unit_loops=True)
@@ -172,6 +195,7 @@ class Injective(CPUScheduleRule):
         if not infos or not all(info.is_injective() for info in infos):
             return None
         lanes = TargetInfo.lanes_of(target)
+        parallel = runs_parallel(_iterations(sch, infos))
         try_inline(sch, list(infos[:-1]))  # dlight's helper: what cannot inline stays a block of its own
         for info in normalize_prim_func(sch) or []:
             loops = sch.get_loops(info.block_rv)
@@ -179,13 +203,13 @@ class Injective(CPUScheduleRule):
                 continue
             if len(loops) >= 2:
                 outer = sch.fuse(*loops[:-1])
-                sch.parallel(outer)
+                _parallel(sch, outer, parallel)
                 _vectorize_last(sch, loops[-1], lanes)
             else:
                 extent = get_extent(sch, loops[0])
                 if isinstance(extent, int) and extent >= 1024:
                     outer, inner = sch.split(loops[0], factors=[None, lanes])
-                    sch.parallel(outer)
+                    _parallel(sch, outer, parallel)
                     sch.vectorize(inner)
         return sch
 
@@ -203,16 +227,17 @@ class CatchAll(CPUScheduleRule):
         if infos is None:  # opaque blocks: nothing this rule can reason about
             return None
         lanes = TargetInfo.lanes_of(target)
+        parallel = runs_parallel(_iterations(sch, infos))
         try_inline(sch, [info for info in infos[:-1] if info.is_injective()])
         for info in normalize_prim_func(sch) or []:
             loops = sch.get_loops(info.block_rv)
             kinds = info.dom_kind()
             lead = len(kinds) - len(kinds.lstrip("S"))
             if info.is_injective() and len(loops) >= 2:
-                sch.parallel(sch.fuse(*loops[:-1]))
+                _parallel(sch, sch.fuse(*loops[:-1]), parallel)
                 _vectorize_last(sch, loops[-1], lanes)
             elif lead >= 1:
-                sch.parallel(sch.fuse(*loops[:lead]) if lead > 1 else loops[0])
+                _parallel(sch, sch.fuse(*loops[:lead]) if lead > 1 else loops[0], parallel)
         return sch
 
 

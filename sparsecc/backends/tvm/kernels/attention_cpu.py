@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from sparsecc.backends.tvm.kernels import loop_kind
+
 # exp(x) = 2^n * p(r), x = n ln2 + r, |r| <= ln2 / 2: Cody-Waite split of ln2 and the degree-6
 # minimax polynomial of Cephes' expf (relative error ~1e-7 over float32's range).
 EXP_HI, EXP_LO = 88.3762626647950, -88.3762626647949
@@ -206,6 +208,8 @@ def attention_kernel(shape: AttentionShape, lanes: int, tiles: dict[str, int]):
         """A row masked so far keeps max -inf; its exponents use 0 instead (exp(-inf) = 0, not NaN)."""
         return tirx.Select(row_max == neg_inf, zero, row_max)
 
+    outer = loop_kind(shape.flops // 2)
+
     @T.prim_func
     def kernel(
         Q: T.Buffer((b_, h_, sq, d_), "float32"),
@@ -215,7 +219,7 @@ def attention_kernel(shape: AttentionShape, lanes: int, tiles: dict[str, int]):
         Y: T.Buffer((b_, h_, sq, dv_), "float32"),
     ):
         T.func_attr({"tirx.noalias": True, "global_symbol": "main", "tirx.is_scheduled": True})
-        for task in T.parallel(b_ * h_ * q_tiles):
+        for task in outer(b_ * h_ * q_tiles):
             # per row: 0 running max, 1 running sum, 2 this tile's max, 3 rescale of the partial output
             stats = T.alloc_buffer((tq, 4), f32)
             part = T.alloc_buffer((lanes,), f32)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsecc.backends.tvm.kernels import Kernel, KernelRule
+from sparsecc.backends.tvm.kernels import Kernel, KernelRule, runs_parallel
 from sparsecc.backends.tvm.kernels.blocks import (
     RUN_ROWS,
     as_blocks,
@@ -139,8 +139,11 @@ def blocked_linear(m: int, weight: BsrWeight, lanes: int, slab: int | None = Non
     return kernel
 
 
-def schedule_blocked(sch, m: int, weight_shape: tuple[int, int], lanes: int, mt: int | None = None) -> None:
-    """The micro-kernel schedule. `mt=None` lets MetaSchedule sample the token tile (within the slab)."""
+def schedule_blocked(
+    sch, m: int, weight_shape: tuple[int, int], lanes: int, mt: int | None = None, parallel: bool = True
+) -> None:
+    """The micro-kernel schedule. `mt=None` lets MetaSchedule sample the token tile (within the
+    slab); `parallel=False` keeps a small layer on one thread (`kernels.runs_parallel`)."""
     (out, inp), m_padded = weight_shape, padded_tokens(m, lanes)
 
     xt = sch.get_sblock("XT")
@@ -149,7 +152,8 @@ def schedule_blocked(sch, m: int, weight_shape: tuple[int, int], lanes: int, mt:
     k0, k1 = sch.split(k, [None, tb])
     t0, t1 = sch.split(t, [None, tb])
     sch.reorder(k0, t0, k1, t1)
-    sch.parallel(k0)
+    if parallel:
+        sch.parallel(k0)
     sch.vectorize(t1)
 
     block = sch.get_sblock("bsr")
@@ -176,19 +180,20 @@ def schedule_blocked(sch, m: int, weight_shape: tuple[int, int], lanes: int, mt:
     t, o = sch.get_loops(y)
     o0, o1 = sch.split(o, [None, transpose_tile(out)])
     sch.reorder(o0, t, o1)
-    sch.parallel(o0)
+    if parallel:
+        sch.parallel(o0)
     sch.vectorize(o1)
     slabs, row = sch.get_loops(sch.get_sblock("row"))
-    sch.parallel(
-        sch.fuse(slabs, row)
-    )  # outer-block loops last (docs/tvm-notes.md, "Schedule primitives": COW bug)
+    rows = sch.fuse(slabs, row)  # outer-block loops last (docs/tvm-notes.md, "Schedule primitives": COW bug)
+    if parallel:
+        sch.parallel(rows)
 
 
-def design_space(m: int, weight_shape: tuple[int, int], lanes: int):
+def design_space(m: int, weight_shape: tuple[int, int], lanes: int, parallel: bool = True):
     """MetaSchedule's space: the fixed schedule with the token tile sampled (the slab is in the TIR)."""
 
     def space(sch) -> None:
-        schedule_blocked(sch, m, weight_shape, lanes)
+        schedule_blocked(sch, m, weight_shape, lanes, parallel=parallel)
 
     return space
 
@@ -222,7 +227,8 @@ def make_blocked_kernel(
         )
     base = blocked_linear(m, weight, lanes, slab)
     sch = tvm.s_tir.Schedule(base)
-    schedule_blocked(sch, m, weight.shape, lanes, tiles["MT"])
+    parallel = runs_parallel(m * weight.values.size)
+    schedule_blocked(sch, m, weight.shape, lanes, tiles["MT"], parallel)
     func = sch.mod["main"].with_attr("tirx.is_scheduled", True)
     flops = 2 * m * weight.values.size
     return Kernel(
@@ -232,7 +238,7 @@ def make_blocked_kernel(
         tiles,
         flops,
         base_func=base,
-        design_space=design_space(m, weight.shape, lanes),
+        design_space=design_space(m, weight.shape, lanes, parallel),
         tiles_of_trace=lambda trace: {**tiles_of_trace(trace, lanes), "ST": slab},
         space_size=len(token_tile_choices(m, lanes, slab)),
     )

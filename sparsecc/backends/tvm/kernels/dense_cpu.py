@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsecc.backends.tvm.kernels import Kernel, KernelRule
+from sparsecc.backends.tvm.kernels import Kernel, KernelRule, runs_parallel
 
 ALLOCA_BYTES = 1024  # a tile larger than this lands on the heap, and every FMA goes through memory
 TOKEN_TILES = (8, 4, 2, 1)  # MR candidates; tokens are padded to a multiple of 8
@@ -137,13 +137,16 @@ def _vectorize_inner(sch, loop, lanes: int) -> None:
 def schedule_dense(sch, m: int, n: int, k: int, lanes: int, nv: int, registers: int, mr=None) -> None:
     """The micro-kernel schedule; `mr=None` lets MetaSchedule sample the token tile."""
     m_pad = padded_tokens(m)
+    parallel = runs_parallel(m * n * k)
     if m_pad != m:
         i, r = sch.get_loops(sch.get_sblock("XP"))
-        sch.parallel(i)
+        if parallel:
+            sch.parallel(i)
         if k % lanes == 0:
             _vectorize_inner(sch, r, lanes)
         i, j = sch.get_loops(sch.get_sblock("Y"))
-        sch.parallel(i)
+        if parallel:
+            sch.parallel(i)
         _vectorize_inner(sch, j, lanes)
     block = sch.get_sblock("gemm")
     i, j, r = sch.get_loops(block)
@@ -158,7 +161,9 @@ def schedule_dense(sch, m: int, n: int, k: int, lanes: int, nv: int, registers: 
     sch.vectorize(j_lane)
     sch.unroll(j_vec)
     sch.unroll(i_in)
-    sch.parallel(sch.fuse(j_tile, i_tile))  # consecutive tasks share a weight panel
+    tasks = sch.fuse(j_tile, i_tile)
+    if parallel:
+        sch.parallel(tasks)  # consecutive tasks share a weight panel
     init = sch.decompose_reduction(block, r)
     for stage in (init, acc):
         *_, rows, columns = sch.get_loops(stage)

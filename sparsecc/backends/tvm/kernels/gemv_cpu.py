@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsecc.backends.tvm.kernels import Kernel, KernelRule
+from sparsecc.backends.tvm.kernels import Kernel, KernelRule, loop_kind
 
 ACC_VECTORS = 8  # accumulators of M tokens x OB rows, kept in registers (8 x 64 B stays an alloca)
 
@@ -28,6 +28,7 @@ def gemv_linear(m: int, out: int, inp: int, lanes: int, ob: int):
     from tvm.script import tirx as T
 
     chunks = inp // lanes
+    outer = loop_kind(m * out * inp)
 
     @T.prim_func
     def kernel(
@@ -37,7 +38,7 @@ def gemv_linear(m: int, out: int, inp: int, lanes: int, ob: int):
         Y: T.Buffer((m, out), "float32"),
     ):
         T.func_attr({"tirx.noalias": True, "global_symbol": "main", "tirx.is_scheduled": True})
-        for step in T.parallel(out // ob):
+        for step in outer(out // ob):
             acc = T.alloc_buffer((m, ob, lanes), "float32")
             for t in T.unroll(m):
                 for o in T.unroll(ob):

@@ -28,7 +28,7 @@ import logging
 
 import numpy as np
 
-from sparsecc.backends.tvm.kernels import Kernel, KernelRule
+from sparsecc.backends.tvm.kernels import Kernel, KernelRule, loop_kind
 from sparsecc.ops import NmFormat, NmWeight
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ def nm_linear_permute(m: int, weight: NmWeight, tiles: dict[str, int], name: str
     n_blocks, n_token_tiles = out // (window * ob), -(-m // tb)
     permute, vector = PERMUTES[window], f"float32x{window}"
     lane_dtype = "uint8" if tiles["U8"] else "int32"
+    outer = loop_kind(m * out * inp // weight.m * weight.n)
 
     @T.prim_func
     def kernel(
@@ -100,7 +101,7 @@ def nm_linear_permute(m: int, weight: NmWeight, tiles: dict[str, int], name: str
     ):
         T.func_attr({"tirx.noalias": True, "global_symbol": name, "tirx.is_scheduled": True})
         # Consecutive tasks share a block's weights, and the pool hands each thread a contiguous range.
-        for task in T.parallel(n_blocks * n_token_tiles):
+        for task in outer(n_blocks * n_token_tiles):
             acc = T.alloc_buffer((tb, ob, window), "float32")
             for t in T.unroll(tb):
                 for o in T.unroll(ob):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsecc.backends.tvm.kernels import Kernel, KernelRule
+from sparsecc.backends.tvm.kernels import Kernel, KernelRule, loop_kind
 from sparsecc.backends.tvm.kernels.blocks import (
     RUN_ROWS,
     as_blocks,
@@ -114,6 +114,7 @@ def tiled_linear(m: int, weight: BsrWeight, lanes: int, tiles: dict[str, int]):
     nnzb = max(weight.nnz_blocks, 1)
     slabs = padded // st
     tbx, tby = transpose_tile(inp, padded), transpose_tile(out)
+    outer = loop_kind(m * weight.values.size)
     per_group = -(-n_rows // groups)
     groups = -(-n_rows // per_group)
 
@@ -151,14 +152,14 @@ def tiled_linear(m: int, weight: BsrWeight, lanes: int, tiles: dict[str, int]):
         T.func_attr({"tirx.noalias": True, "global_symbol": "main", "tirx.is_scheduled": True})
         XT = T.alloc_buffer((inp, padded), "float32")
         YT = T.alloc_buffer((out, padded), "float32")
-        for k0 in T.parallel(inp // tbx):  # tiled transposes: tbx x tbx tiles
+        for k0 in outer(inp // tbx):  # tiled transposes: tbx x tbx tiles
             for t0 in T.serial(padded // tbx):
                 for k1 in T.serial(tbx):
                     for t1 in T.vectorized(tbx):
                         XT[k0 * tbx + k1, t0 * tbx + t1] = T.if_then_else(
                             t0 * tbx + t1 < m, X[T.min(t0 * tbx + t1, m - 1), k0 * tbx + k1], T.float32(0)
                         )
-        for task in T.parallel(slabs * groups):
+        for task in outer(slabs * groups):
             for i in T.serial(T.min(per_group, n_rows - task % groups * per_group)):
                 for r in T.serial(r_size):
                     for t in T.vectorized(st):
@@ -208,7 +209,7 @@ def tiled_linear(m: int, weight: BsrWeight, lanes: int, tiles: dict[str, int]):
                         for r in T.unroll(r_size):
                             for t in T.vectorized(mt):
                                 YT[row(task, i) * r_size + r, token(task, tt, t)] = total(acc, r, t)
-        for o0 in T.parallel(out // tby):
+        for o0 in outer(out // tby):
             for t in T.serial(m):
                 for o1 in T.vectorized(tby):
                     Y[t, o0 * tby + o1] = YT[o0 * tby + o1, t]
