@@ -135,9 +135,9 @@ def _measure(model_name: str, config: str, args, console: Console, work: str) ->
             peer = deepsparse_peer.DeepSparse(path17, feeds, threads=common.THREADS)
             ds_error = float(np.abs(peer.outputs()[0] - reference).max() / np.abs(reference).max())
             candidates["DeepSparse"] = peer
-        except RuntimeError as error:
+        except RuntimeError as failure:  # not `error`: the except clause would unbind it
             console.print(
-                f"[yellow]{model_name} {config}: DeepSparse failed: {str(error).splitlines()[0]}[/yellow]"
+                f"[yellow]{model_name} {config}: DeepSparse failed: {str(failure).splitlines()[0]}[/yellow]"
             )
             peer = None
     with torch.no_grad():
@@ -164,7 +164,7 @@ def _measure(model_name: str, config: str, args, console: Console, work: str) ->
         result["profile"] = compiled.profile(**feeds, runs=3)
     console.print(
         f"[dim]{model_name} {config}: "
-        + ", ".join(f"{k} {v:.1f} ms" for k, v in times.items())
+        + ", ".join(f"{k} {milliseconds(v)} ms" for k, v in times.items())
         + f"; max rel err {error:.1e}; compile {compile_s:.0f} s; {formats}[/dim]"
     )
     if tuned is not None:
@@ -174,6 +174,10 @@ def _measure(model_name: str, config: str, args, console: Console, work: str) ->
             f"({times['sparsecc'] / times[TUNED]:.2f}x)[/dim]"
         )
     return result
+
+
+def milliseconds(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"  # small models: 0.1 ms is 10%
 
 
 def ratio(times: dict, baseline: str) -> str:
@@ -206,7 +210,7 @@ def table(results: list[dict]) -> Table:
             r["model"],
             LABELS[r["config"]],
             *(
-                f"{times[c]:.1f}" if c in times else "-"
+                milliseconds(times[c]) if c in times else "-"
                 for c in ("onnxruntime", "torch", "DeepSparse", "sparsecc", *((TUNED,) if tuned else ()))
             ),
             ratio(times, "onnxruntime"),
@@ -225,7 +229,7 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         times = r["times"]
         cells = [
-            f"{times[c]:.1f}" if c in times else "-"
+            milliseconds(times[c]) if c in times else "-"
             for c in ("onnxruntime", "torch", "DeepSparse", "sparsecc")
         ]
         lines.append(

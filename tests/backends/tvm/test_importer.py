@@ -91,3 +91,24 @@ def test_constant_of_shape_with_an_empty_shape_gives_a_scalar():
           Y = Add(X, three) }""")
     x = RNG.standard_normal(4).astype(np.float32)
     np.testing.assert_allclose(run_tvm(proto, {"X": x}), x + 3, rtol=1e-6)
+
+
+def test_small_integer_powers_become_products_and_match_onnxruntime():
+    """GPT-2's GELU cubes its input: Pow(x, 3) as x*x*x (a powf call per element otherwise)."""
+    proto = onnx.parser.parse_model("""<ir_version: 10, opset_import: ["" : 23]>
+        g (float[4, 64] X) => (float[4, 64] Y) {
+          two = Constant<value = float {2}>()
+          three = Constant<value = float[1] {3}>()
+          half = Constant<value = float {0.5}>()
+          a = Pow(X, two)
+          b = Pow(X, three)
+          c = Pow(a, half)
+          s = Add(a, b)
+          Y = Add(s, c) }""")
+    x = RNG.standard_normal((4, 64)).astype(np.float32)
+    want = session.run(proto.SerializeToString(), {"X": x})[0]
+    np.testing.assert_allclose(run_tvm(proto, {"X": x}), want, rtol=1e-5, atol=1e-5)
+
+    module = import_onnx(proto, {"X": (4, 64)}, {"X": "float32"})
+    text = module.script()
+    assert text.count("R.power(") == 1 and "R.multiply(" in text  # only the square root stays a power

@@ -48,6 +48,16 @@ def test_csr_any_token_count(m):
     check(unstructured(48, 600, 0.8), m)
 
 
+def test_an_awkward_token_count_keeps_a_wide_token_tile():
+    """65 tokens (a ViT's patches + class token): the tile pads to 80, not down to one vector."""
+    kernel = check(unstructured(64, 256, 0.8), 65)
+    assert kernel.tiles["MT"] >= 2 * CPU.lanes and kernel.tiles["ST"] % kernel.tiles["MT"] == 0
+    for tiles in tiled_tile_space(
+        as_blocks(unstructured(64, 256, 0.8)), 65, CPU.lanes, CPU.vector_registers, 2
+    ):
+        check(unstructured(64, 256, 0.8), 65, tiles, bias=False)
+
+
 def test_chunks_that_do_not_divide_the_inputs_and_rows_without_nonzeros():
     weight = unstructured(40, 300, 0.9)
     dense = weight.to_dense()

@@ -35,8 +35,14 @@ from sparsecc.ops import BsrFormat, BsrWeight, CsrFormat
 L1_CHUNK_BYTES = 16 * 1024  # X^T bytes of one chunk of one slab: half an L1 data cache
 
 
-def padded_tokens(m: int, lanes: int) -> int:
-    return -(-m // lanes) * lanes
+def padded_tokens(m: int, quantum: int) -> int:
+    """m rounded up to a multiple of `quantum` tokens (vector lanes, or the token tile MT)."""
+    return -(-m // quantum) * quantum
+
+
+# A wider token tile may pad the tokens by this much: 65 tokens (a ViT's 64 patches and its class
+# token) in 1-vector tiles ran a ViT's linears at one FMA chain each, slower than onnxruntime dense
+PAD_ALLOWANCE = 1.25
 
 
 CHUNK_INPUTS = 256  # inputs per chunk: X^T[256, 128 tokens] is 128 KiB, read by every row in turn
@@ -52,15 +58,18 @@ def default_tiles(weight: BsrWeight, m: int, lanes: int, registers: int, cores: 
     64 and MT=16 or 64 were slower on most shapes.
     """
     rows, cols = weight.block
-    padded = padded_tokens(m, lanes)
-    vectors = padded // lanes
     # accumulators: 4 vectors of one row with 16 registers (8 with 32), fewer per row for taller blocks
     per_row = (4 if registers <= 16 else 8) // max(1, -(-rows // 2))
-    v = next(v for v in (8, 4, 2, 1) if v <= max(per_row, 1) and vectors % v == 0)
-    mt = v * lanes
-    st = max(
-        s * mt for s in range(1, vectors // v + 1) if (vectors // v) % s == 0 and s * mt <= max(MAX_SLAB, mt)
+    tight = padded_tokens(m, lanes)
+    v = next(
+        v
+        for v in (8, 4, 2, 1)
+        if v <= max(per_row, 1) and (v == 1 or padded_tokens(m, v * lanes) <= PAD_ALLOWANCE * tight)
     )
+    mt = v * lanes
+    tiles = padded_tokens(m, mt) // mt
+    st = max(s * mt for s in range(1, tiles + 1) if tiles % s == 0 and s * mt <= max(MAX_SLAB, mt))
+    padded = tiles * mt
     kc = max(1, CHUNK_INPUTS // cols)
     groups = max(1, min(weight.shape[0] // rows, -(-2 * cores // (padded // st))))
     # IL=2 (alternate blocks into two accumulator sets, breaking the FMA latency chain) measured
@@ -104,7 +113,7 @@ def tiled_linear(m: int, weight: BsrWeight, lanes: int, tiles: dict[str, int]):
     r_size, c_size = weight.block
     st, mt, kc, groups = tiles["ST"], tiles["MT"], tiles["KC"], tiles["G"]
     il = tiles.get("IL", 1)
-    padded = padded_tokens(m, lanes)
+    padded = padded_tokens(m, mt)
     if st % mt or padded % st or mt % lanes:
         raise ValueError(
             f"tiled kernel tiles {tiles} invalid for m={m}: MT | ST | {padded} in vectors of {lanes}"
@@ -243,7 +252,7 @@ def tiled_tile_space(
     cols = weight.block[1]
     space = [base]
     for mt in (base["MT"] // 2, base["MT"] * 2):
-        if mt >= lanes and base["ST"] % mt == 0:
+        if mt >= lanes and base["ST"] % mt == 0 and padded_tokens(m, mt) % base["ST"] == 0:
             space.append({**base, "MT": mt})
     for inputs in (128, 512):
         kc = max(1, inputs // cols)
