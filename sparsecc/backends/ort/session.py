@@ -74,6 +74,33 @@ def compare(candidate, reference, inputs: dict[str, np.ndarray], tolerance: floa
     """Run both models on the same inputs; max difference over all outputs."""
     got = run(candidate, inputs)
     want = run(reference, inputs)
-    diff = max(float(np.max(np.abs(g.astype(np.float64) - w))) if g.size else 0.0 for g, w in zip(got, want))
-    magnitude = max(float(np.max(np.abs(w))) if w.size else 0.0 for w in want)
+    if len(got) != len(want):  # a model that lost an output does not agree
+        return Agreement(float("inf"), 0.0, tolerance)
+    diff = max((output_difference(g, w) for g, w in zip(got, want, strict=True)), default=0.0)
+    magnitude = max((_finite_magnitude(w) for w in want), default=0.0)
     return Agreement(diff, magnitude, tolerance)
+
+
+def output_difference(got: np.ndarray, want: np.ndarray) -> float:
+    """max |got - want|, where NaN against NaN and equal infinities count as equal; inf when the
+    shapes differ, one side alone is NaN, or non-numeric outputs differ."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return float("inf")
+    if got.size == 0:
+        return 0.0
+    if got.dtype.kind not in "biuf" or want.dtype.kind not in "biuf":
+        return 0.0 if np.array_equal(got, want) else float("inf")
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    same = (g == w) | (np.isnan(g) & np.isnan(w))
+    with np.errstate(invalid="ignore"):
+        gap = np.where(same, 0.0, np.abs(g - w))
+    return float("inf") if np.isnan(gap).any() else float(gap.max())
+
+
+def _finite_magnitude(want: np.ndarray) -> float:
+    want = np.asarray(want)
+    if want.size == 0 or want.dtype.kind not in "biuf":
+        return 0.0
+    finite = np.abs(want[np.isfinite(want)].astype(np.float64))
+    return float(finite.max()) if finite.size else 0.0
