@@ -53,10 +53,17 @@ LABELS = {
 }
 
 
+# Convolutions with fewer outputs stay dense (the stem's 64 outputs count): the issue's configs
+CONV_MIN_OUTPUTS = 64
+
+
 def linear_weights(module):
-    """(parameter name, tensor, transposed?) of every linear layer: nn.Linear and GPT-2's Conv1D."""
+    """(parameter name, tensor, transposed?) of every linear layer: nn.Linear and GPT-2's Conv1D,
+    and of every Conv2d with >= CONV_MIN_OUTPUTS outputs (its weight flattened to [O, C*kh*kw])."""
     for name, child in module.named_modules():
         if isinstance(child, torch.nn.Linear):
+            yield f"{name}.weight", child.weight, False
+        elif isinstance(child, torch.nn.Conv2d) and child.out_channels >= CONV_MIN_OUTPUTS:
             yield f"{name}.weight", child.weight, False
         elif type(child).__name__ == "Conv1D":  # transformers' GPT-2 layer: weight [in, out]
             yield f"{name}.weight", child.weight, True
@@ -73,10 +80,10 @@ def prune(module, spec_text: str | None) -> int:
             if rule is None:
                 continue
             w = weight.detach().numpy()
-            w = w.T if transposed else w
+            w = w.T if transposed else w.reshape(w.shape[0], -1)
             mask = rule.pattern.keep_mask(np.ascontiguousarray(w))
             if mask is not None:
-                mask = mask.T if transposed else mask
+                mask = mask.T if transposed else mask.reshape(weight.shape)
                 weight.mul_(torch.from_numpy(mask.astype(np.float32)))
                 count += 1
     return count
@@ -130,7 +137,8 @@ def _measure(model_name: str, config: str, args, console: Console, work: str) ->
         # DeepSparse reads opset <= 17 and rejects some down-converted ops: it gets its own
         # export of the same pruned module at opset 17
         path17 = os.path.join(work, "model17.onnx")
-        hf.export_onnx(module, inputs, path17, exporter, 17)
+        # (dynamo cannot write ResNet's ReduceMean at opset 17: its copy comes from TorchScript)
+        hf.export_onnx(module, inputs, path17, "torchscript" if family == "resnet" else exporter, 17)
         try:
             peer = deepsparse_peer.DeepSparse(path17, feeds, threads=common.THREADS)
             ds_error = float(np.abs(peer.outputs()[0] - reference).max() / np.abs(reference).max())

@@ -61,6 +61,32 @@ def _cnn() -> ZooModel:
     )
 
 
+def _resnet() -> ZooModel:
+    from sparsecc.models.cnn import build_resnet
+
+    module, inputs = build_resnet()
+    return ZooModel(
+        "resnet",
+        "ResNet-style: 7x7 stem, 4 bottleneck blocks (64 -> 256 channels), 64x64 RGB input",
+        module,
+        inputs,
+        "*stage*conv*=unstructured@0.9; *shortcut*=unstructured@0.9",
+    )
+
+
+def _mobilenet() -> ZooModel:
+    from sparsecc.models.cnn import build_mobilenet
+
+    module, inputs = build_mobilenet()
+    return ZooModel(
+        "mobilenet",
+        "MobileNetV2-style: depthwise 3x3 + pointwise 1x1 blocks, ReLU6, 64x64 RGB input",
+        module,
+        inputs,
+        "*block.0.weight=unstructured@0.8; *block.6.weight=unstructured@0.8; head.0.weight=unstructured@0.8",
+    )
+
+
 def _vit() -> ZooModel:
     from sparsecc.models.vit import build_vit
 
@@ -74,7 +100,14 @@ def _vit() -> ZooModel:
     )
 
 
-_BUILDERS: dict[str, Callable[[], ZooModel]] = {"mlp": _mlp, "bert": _bert, "cnn": _cnn, "vit": _vit}
+_BUILDERS: dict[str, Callable[[], ZooModel]] = {
+    "mlp": _mlp,
+    "bert": _bert,
+    "cnn": _cnn,
+    "vit": _vit,
+    "resnet": _resnet,
+    "mobilenet": _mobilenet,
+}
 
 
 def names() -> list[str]:

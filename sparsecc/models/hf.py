@@ -17,7 +17,9 @@ import numpy as np
 
 from sparsecc.errors import ModelError
 
-FAMILIES = ("bert", "distilbert", "roberta", "gpt2", "vit")
+TRANSFORMER_FAMILIES = ("bert", "distilbert", "roberta", "gpt2", "vit")
+CNN_FAMILIES = ("resnet",)
+FAMILIES = TRANSFORMER_FAMILIES + CNN_FAMILIES
 # size -> (hidden, layers, heads, ffn, tokens): "tiny" for tests, "base" as the released base models
 SIZES = {"tiny": (128, 2, 4, 512, 32), "small": (256, 2, 4, 1024, 64), "base": (768, 12, 12, 3072, 128)}
 
@@ -79,7 +81,18 @@ def _classes():
         def forward(self, pixel_values):
             return super().forward(pixel_values=pixel_values).last_hidden_state
 
-    return {"bert": Bert, "roberta": Roberta, "distilbert": DistilBert, "gpt2": Gpt2, "vit": Vit}
+    class ResNet(transformers.ResNetModel):
+        def forward(self, pixel_values):
+            return super().forward(pixel_values=pixel_values).pooler_output
+
+    return {
+        "bert": Bert,
+        "roberta": Roberta,
+        "distilbert": DistilBert,
+        "gpt2": Gpt2,
+        "vit": Vit,
+        "resnet": ResNet,
+    }
 
 
 def build(family: str, size: str = "tiny", seed: int = 0):
@@ -106,6 +119,8 @@ def build(family: str, size: str = "tiny", seed: int = 0):
         config._attn_implementation = "sdpa"
         module = _classes()["vit"](config, add_pooling_layer=False).eval()
         return module, {"pixel_values": torch.randn(1, 3, image, image)}
+    if family == "resnet":
+        return _resnet(size)
     config = _text_config(family, size)
     config._attn_implementation = "sdpa"
     cls = _classes()[family]
@@ -113,6 +128,33 @@ def build(family: str, size: str = "tiny", seed: int = 0):
     module = module.eval()
     ids = torch.randint(3, config.vocab_size, (1, tokens))
     return module, {"input_ids": ids, "attention_mask": torch.ones(1, tokens, dtype=torch.int64)}
+
+
+# size -> (embedding width, stage widths, blocks per stage, image side); "base" is ResNet-50's default config
+RESNET_SIZES = {
+    "tiny": (16, [16, 32, 64, 128], [1, 1, 1, 1], 32),
+    "small": (32, [64, 128, 256, 512], [1, 1, 2, 1], 64),
+    "base": (64, [256, 512, 1024, 2048], [3, 4, 6, 3], 224),
+}
+
+
+def _resnet(size: str):
+    """transformers' ResNet (bottleneck blocks), batch norms with non-trivial statistics, as users load one."""
+    import torch
+    import transformers
+
+    embedding, widths, depths, image = RESNET_SIZES[size]
+    config = transformers.ResNetConfig(embedding_size=embedding, hidden_sizes=widths, depths=depths)
+    module = _classes()["resnet"](config).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for child in module.modules():  # fresh batch norms are identities: make folding them matter
+            if isinstance(child, torch.nn.BatchNorm2d):
+                child.running_mean.uniform_(-0.1, 0.1, generator=generator)
+                child.running_var.uniform_(0.5, 1.5, generator=generator)
+                child.weight.uniform_(0.5, 1.5, generator=generator)
+                child.bias.uniform_(-0.1, 0.1, generator=generator)
+    return module, {"pixel_values": torch.randn(1, 3, image, image, generator=generator)}
 
 
 def export_onnx(

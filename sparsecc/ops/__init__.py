@@ -6,7 +6,12 @@ verifier and body attachment work over the registry. Sparsified models carry the
 as model-local functions, so any ONNX runtime executes them unchanged.
 """
 
-from sparsecc.ops import bsr, csr, nm  # noqa: F401  (registers the ops, in this order)
+from sparsecc.ops import (  # noqa: F401  (registers the ops, in this order)
+    bsr,
+    conv,
+    csr,
+    nm,
+)
 from sparsecc.ops.base import (
     DOMAIN,
     DOMAIN_VERSION,
@@ -19,10 +24,18 @@ from sparsecc.ops.base import (
     op_of,
 )
 from sparsecc.ops.bsr import BsrFormat, BsrWeight
+from sparsecc.ops.conv import conv_op_of
 from sparsecc.ops.csr import CsrFormat, CsrWeight
 from sparsecc.ops.functions import attach_reference_functions
 from sparsecc.ops.nm import NmFormat, NmWeight
-from sparsecc.ops.nodes import bias_of, is_sparse_node, make_linear_node, weight_from_node
+from sparsecc.ops.nodes import (
+    bias_of,
+    is_conv_node,
+    is_sparse_node,
+    make_conv_node,
+    make_linear_node,
+    weight_from_node,
+)
 from sparsecc.ops.verify import verify_model, verify_node
 
 __all__ = [
@@ -41,8 +54,11 @@ __all__ = [
     "Storage",
     "attach_reference_functions",
     "bias_of",
+    "conv_op_of",
     "formats_for",
+    "is_conv_node",
     "is_sparse_node",
+    "make_conv_node",
     "make_linear_node",
     "op_of",
     "verify_model",

@@ -114,6 +114,7 @@ class SparseOp(abc.ABC):
     # Statements of the reference body (ONNX text) that define `w` = W[out, in] (float) from the
     # inputs and attributes; `reference.py` wraps them with the shared linear head and tail.
     body: ClassVar[str]
+    conv: ClassVar[bool] = False  # the Conv form (`conv.py`): X is NCHW, W a Conv's flattened weight
 
     @classmethod
     @abc.abstractmethod
@@ -142,9 +143,9 @@ def register(op: type[SparseOp]) -> type[SparseOp]:
 
 
 def op_of(thing: SparseWeight | SparseFormat | str) -> type[SparseOp]:
-    """The op defining a weight, a format or an op type."""
+    """The op defining a weight, a format or an op type (for a weight or format: the MatMul form)."""
     for op in OPS.values():
-        if thing == op.op_type or isinstance(thing, (op.weight_type, op.format_type)):
+        if thing == op.op_type or (not op.conv and isinstance(thing, (op.weight_type, op.format_type))):
             return op
     raise KeyError(f"no sparse op for {thing!r}; known ops: {', '.join(OPS)}")
 
@@ -153,5 +154,7 @@ def formats_for(
     pattern: Pattern, shape: tuple[int, int], analysis: WeightAnalysis | None = None
 ) -> list[SparseFormat]:
     """Every registered format that can hold W of `shape` pruned by `pattern`."""
-    found = [fmt for op in OPS.values() for fmt in op.format_type.for_pattern(pattern, analysis)]
+    found = [
+        fmt for op in OPS.values() if not op.conv for fmt in op.format_type.for_pattern(pattern, analysis)
+    ]
     return [fmt for fmt in found if fmt.fits(shape)]

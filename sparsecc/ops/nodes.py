@@ -14,6 +14,11 @@ def is_sparse_node(node: ir.Node) -> bool:
     return node.domain == DOMAIN and node.op_type in OPS
 
 
+def is_conv_node(node: ir.Node) -> bool:
+    """A sparse op's Conv form (X in NCHW)."""
+    return is_sparse_node(node) and OPS[node.op_type].conv
+
+
 def _attr(name: str, value) -> ir.Attr:
     return ir.AttrInt64s(name, list(value)) if isinstance(value, tuple) else ir.AttrInt64(name, int(value))
 
@@ -66,6 +71,30 @@ def make_linear_node(
     out.dtype = ir.DataType.FLOAT
     if x.shape is not None and len(x.shape) >= 1:
         out.shape = ir.Shape([*x.shape[:-1], weight.shape[0]])
+    return node
+
+
+def make_conv_node(
+    weight: SparseWeight,
+    x: ir.Value,
+    bias: ir.Value | None,
+    conv_attributes: dict[str, int | tuple[int, ...]],
+    *,
+    name: str,
+    graph: ir.Graph,
+    names: dict[str, str] | None = None,
+) -> ir.Node:
+    """The Conv-form sparse node (`conv.py`) of a Conv whose flattened weight is `weight`.
+
+    `conv_attributes`: kernel_shape, strides, pads, dilations, group, all given. Not inserted."""
+    from sparsecc.ops.conv import conv_op_of
+
+    op = conv_op_of(weight)
+    node = make_linear_node(weight, x, bias, name=name, graph=graph, names=names)
+    node.op_type = op.op_type
+    for key, value in conv_attributes.items():
+        node.attributes[key] = _attr(key, value)
+    node.outputs[0].shape = None  # the caller copies the Conv's output shape
     return node
 
 

@@ -51,12 +51,22 @@ ROW_OF_ENTRY = """
 """
 
 
+# The Conv forms: W[out, C/group * kh * kw] -> [out, C/group, kh, kw], then a standard Conv.
+CONV_TAIL = """
+    out_dim = Slice(shape, zero_1d, one_1d)
+    kernel = Constant<value_ints: ints = @kernel_shape>()
+    w_shape = Concat<axis=0>(out_dim, minus_one_1d, kernel)
+    w4 = Reshape(w, w_shape)
+    Y = Conv<strides: ints = @strides, pads: ints = @pads, dilations: ints = @dilations, group: int = @group>(X, w4, bias)
+"""
+
+
 def reference_function(op: type[SparseOp], opset: int) -> ir.Function:
     """The model-local function of `op`, written against default-domain `opset` (>= 18)."""
     attributes = ", ".join(attribute.name for attribute in op.attributes)
     signature = f"(X, {', '.join(op.inputs)}, bias) => (Y)"
     text = (
         f'<domain: "{DOMAIN}", opset_import: ["" : {opset}]>\n'
-        f"{op.op_type} <{attributes}> {signature}\n{{{HEAD}{op.body}{TAIL}}}"
+        f"{op.op_type} <{attributes}> {signature}\n{{{HEAD}{op.body}{CONV_TAIL if op.conv else TAIL}}}"
     )
     return ir.serde.deserialize_function(onnx.parser.parse_function(text))

@@ -64,8 +64,28 @@ def verify_node(node: ir.Node) -> None:
     x = node.inputs[0]
     require(x is not None, "input X is missing")
     require(x.dtype in (None, ir.DataType.FLOAT), f"X must be float32, got {x.dtype}")
-    if x.shape is not None and len(x.shape) and isinstance(x.shape[-1], int):
+    if OPS[node.op_type].conv:
+        _check_conv(node, shape, require)
+    elif x.shape is not None and len(x.shape) and isinstance(x.shape[-1], int):
         require(x.shape[-1] == shape[1], f"X's last dimension {x.shape[-1]} must equal in={shape[1]}")
+
+
+def _check_conv(node: ir.Node, shape: tuple[int, ...], require) -> None:
+    """A Conv form: in = C/group x kh x kw for X's channels C, positive strides and dilations."""
+    kh, kw = node.attributes.get_ints("kernel_shape")
+    group = node.attributes.get_int("group")
+    require(min(node.attributes.get_ints("strides")) > 0, "strides must be positive")
+    require(min(node.attributes.get_ints("dilations")) > 0, "dilations must be positive")
+    require(min(node.attributes.get_ints("pads")) >= 0, "pads must not be negative")
+    require(group > 0 and shape[0] % group == 0, f"group {group} must divide out={shape[0]}")
+    require(kh > 0 and kw > 0 and shape[1] % (kh * kw) == 0, f"in={shape[1]} must be C/group x {kh} x {kw}")
+    x = node.inputs[0]
+    if x.shape is not None and len(x.shape) == 4 and isinstance(x.shape[1], int):
+        channels = x.shape[1]
+        require(
+            channels % group == 0 and channels // group * kh * kw == shape[1],
+            f"X has {channels} channels: in must be {channels}/{group} x {kh} x {kw}, got {shape[1]}",
+        )
 
 
 def verify_model(model: ir.Model) -> None:

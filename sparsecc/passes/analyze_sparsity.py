@@ -15,7 +15,7 @@ import onnx_ir as ir
 from sparsecc import ops
 from sparsecc.ops.metadata import INITIALIZER_NAME, WEIGHT_NAME
 from sparsecc.passes.context import CompileContext
-from sparsecc.passes.linear import find_linears
+from sparsecc.passes.conv import find_weighted
 from sparsecc.sparsity.detect import analyze_weight
 
 
@@ -27,7 +27,7 @@ class AnalyzeSparsityPass(ir.passes.InPlacePass):
         self.context = context
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        for match in find_linears(model.graph):
+        for match in find_weighted(model.graph):
             analysis = analyze_weight(match.w())
             self.context.analyses[match.name] = analysis
             row = self.context.record(match.name, match.shape, match.initializer_name)

@@ -4,7 +4,11 @@ The form is `MatMul(X, Wt) [+ Add(b)]` (see `linear.py`). Rules, in order:
   Gemm(A, B, C)                -> MatMul(A, B') + Add(C)   # B' = B^T if transB, scaled by alpha
   Gemm(A, B)                   -> MatMul(A, B')
   MatMul(X, Transpose(W))      -> MatMul(X, W^T)           # fold the constant transpose
-  Conv(X, W[, b]), stride = kernel -> patches of X: MatMul(patches, W') [+ Add(b)]  # ViT patch embedding
+  Conv(X, W[, b]) -> BatchNormalization      -> Conv(X, W', b')          # BN folded (onnxscript's rule)
+  Conv(X, W[, b]), stride = kernel > 1 -> patches of X: MatMul(patches, W') [+ Add(b)]  # ViT patch embedding
+Other Convs stay Convs: their weight [O, C/g, kh, kw] is the matrix [O, C/g*kh*kw] to the
+sparsity passes (`conv.py`); activations after them are fused by the backend, not here (standard
+ONNX has no Conv with an activation).
 Constant nodes are lifted to initializers and Identity nodes removed first, so weights are found
 either way, and
 every linear weight is tagged with its names (user-facing and initializer) for the spec's selectors.
@@ -16,9 +20,11 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes.common import IdentityEliminationPass, LiftConstantsToInitializersPass
 from onnxscript.rewriter import MatchResult, RewriteRuleClassBase, RewriteRuleSet
+from onnxscript.rewriter.rules.common import fuse_batchnorm_into_conv_rule
 
 from sparsecc.ops.metadata import INITIALIZER_NAME, WEIGHT_NAME
-from sparsecc.passes.linear import constant_of, copy_names, find_linears
+from sparsecc.passes.conv import find_weighted
+from sparsecc.passes.linear import constant_of, copy_names
 
 
 def _gemm_weight(node: ir.Node, b: ir.Value, check: MatchResult) -> np.ndarray | None:
@@ -113,6 +119,9 @@ def _patch_conv(node: ir.Node, x: ir.Value, w: ir.Value, check: MatchResult) -> 
         return None
     kh, kw = weight.shape[2], weight.shape[3]
     attrs = node.attributes
+    if kh * kw == 1:
+        check.fail("a 1x1 convolution stays a Conv (a GEMM over NCHW positions in the Conv kernel)", node)
+        return None
     if (
         list(attrs.get_ints("strides", [1, 1])) != [kh, kw]
         or any(attrs.get_ints("pads", [0, 0, 0, 0]))
@@ -185,6 +194,7 @@ class PatchConvNoBiasToMatMul(PatchConvToMatMul):
 
 RULES = RewriteRuleSet(
     [
+        fuse_batchnorm_into_conv_rule,  # Conv -> BatchNormalization (inference) -> Conv with W, b scaled
         GemmBiasToMatMulAdd.rule(),
         GemmToMatMul.rule(),
         FoldWeightTranspose.rule(),
@@ -203,7 +213,7 @@ class CanonicalizePass(ir.passes.InPlacePass):
         # hands the copies out through Identity nodes: a linear must see the initializer itself
         modified |= IdentityEliminationPass()(model).modified
         modified |= RULES.apply_to_model(model) > 0
-        for match in find_linears(model.graph):
+        for match in find_weighted(model.graph):
             for key in (WEIGHT_NAME, INITIALIZER_NAME):
                 if key not in match.weight.metadata_props:
                     match.weight.metadata_props[key] = match.weight.name
@@ -214,7 +224,7 @@ class CanonicalizePass(ir.passes.InPlacePass):
 
     def ensures(self, model: ir.Model) -> None:
         untagged = [
-            m.weight.name for m in find_linears(model.graph) if WEIGHT_NAME not in m.weight.metadata_props
+            m.weight.name for m in find_weighted(model.graph) if WEIGHT_NAME not in m.weight.metadata_props
         ]
         if untagged:
             raise ir.passes.PostconditionError(f"linear weights without a user-facing name: {untagged}")

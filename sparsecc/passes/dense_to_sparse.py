@@ -16,19 +16,19 @@ from onnxscript.rewriter import MatchResult
 from sparsecc import ops
 from sparsecc.ops.metadata import INITIALIZER_NAME, WEIGHT_NAME
 from sparsecc.passes.context import CompileContext, WeightReport
+from sparsecc.passes.conv import ConvMatch, WeightedMatch, find_weighted
 from sparsecc.passes.cost import CostModel, Estimate
-from sparsecc.passes.linear import LinearMatch, find_linears
 from sparsecc.sparsity.detect import WeightAnalysis, analyze_weight
 from sparsecc.sparsity.patterns import Dense, Existing
 
 
-def _analysis(match: LinearMatch, w: np.ndarray, context: CompileContext) -> WeightAnalysis:
+def _analysis(match: WeightedMatch, w: np.ndarray, context: CompileContext) -> WeightAnalysis:
     """analyze-sparsity's result when it saw this weight as it is now, else a fresh one."""
     known = context.analyses.get(match.name)
     return known if known is not None and known.density == np.count_nonzero(w) / w.size else analyze_weight(w)
 
 
-def choose_format(match: LinearMatch, context: CompileContext) -> tuple[Estimate | None, MatchResult]:
+def choose_format(match: WeightedMatch, context: CompileContext) -> tuple[Estimate | None, MatchResult]:
     """The fastest paying format for this layer, or None with the reason it stays dense."""
     result = MatchResult()
     rule = context.rule_for(*match.names)
@@ -57,11 +57,27 @@ def choose_format(match: LinearMatch, context: CompileContext) -> tuple[Estimate
     return None, result.fail(refusals[0] if refusals else f"no sparse format for {rule.pattern.describe()}")
 
 
-def _rewrite(graph: ir.Graph, match: LinearMatch, sparse: ops.SparseWeight) -> None:
+def _rewrite(graph: ir.Graph, match: WeightedMatch, sparse: ops.SparseWeight) -> None:
     old_output = match.output
     names = {WEIGHT_NAME: match.name, INITIALIZER_NAME: match.initializer_name}
-    node = ops.make_linear_node(sparse, match.x, match.bias, name=match.name, graph=graph, names=names)
-    graph.insert_before(match.matmul, node)
+    if isinstance(match, ConvMatch):
+        node = ops.make_conv_node(
+            sparse,
+            match.conv.inputs[0],
+            match.bias,
+            match.attributes(),
+            name=match.name,
+            graph=graph,
+            names=names,
+        )
+        dense_nodes = [match.conv]
+    else:
+        # X as the node has it now: an earlier rewrite may have replaced the value (Conv -> Conv)
+        node = ops.make_linear_node(
+            sparse, match.matmul.inputs[0], match.bias, name=match.name, graph=graph, names=names
+        )
+        dense_nodes = [n for n in (match.add, match.matmul) if n is not None]
+    graph.insert_before(dense_nodes[-1], node)
     new_output = node.outputs[0]
     name = old_output.name
     old_output.name = f"{name}.dense"
@@ -69,11 +85,12 @@ def _rewrite(graph: ir.Graph, match: LinearMatch, sparse: ops.SparseWeight) -> N
     if old_output.shape is not None:
         new_output.shape = old_output.shape
     ir.convenience.replace_all_uses_with(old_output, new_output, replace_graph_outputs=True)
-    graph.remove([n for n in (match.add, match.matmul) if n is not None], safe=True)
+    graph.remove(dense_nodes, safe=True)
 
 
 class DenseToSparsePass(ir.passes.InPlacePass):
-    """Replace `MatMul(X, Wt) [+ Add(b)]` by BsrMatMul / NmMatMul / CsrMatMul where it pays."""
+    """Replace `MatMul(X, Wt) [+ Add(b)]` by BsrMatMul / NmMatMul / CsrMatMul, and a Conv by its
+    sparse Conv form (BsrConv / NmConv / CsrConv), where it pays."""
 
     def __init__(self, context: CompileContext):
         super().__init__()
@@ -86,7 +103,7 @@ class DenseToSparsePass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
         cost_model: CostModel = self.context.cost_model
-        for match in find_linears(model.graph):
+        for match in find_weighted(model.graph):
             row: WeightReport = self.context.record(match.name, match.shape, match.initializer_name)
             rule = self.context.rule_for(*match.names)
             if rule is not None:

@@ -11,7 +11,7 @@ import numpy as np
 import onnx_ir as ir
 
 from sparsecc.passes.context import CompileContext
-from sparsecc.passes.linear import find_linears, replace_weight
+from sparsecc.passes.conv import find_weighted, replace_weighted
 
 
 class PrunePass(ir.passes.InPlacePass):
@@ -23,7 +23,7 @@ class PrunePass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
-        for match in find_linears(model.graph):
+        for match in find_weighted(model.graph):
             rule = self.context.rule_for(*match.names)
             if rule is None:
                 continue
@@ -37,6 +37,6 @@ class PrunePass(ir.passes.InPlacePass):
             row.pattern = rule.pattern.describe()
             row.density = float(np.count_nonzero(pruned)) / pruned.size
             if not np.array_equal(pruned, w):
-                replace_weight(match, pruned)
+                replace_weighted(match, pruned)
                 modified = True
         return ir.passes.PassResult(model, modified)

@@ -93,15 +93,16 @@ def _torch_candidate(model, pruned_ir, threads: int):
     import torch
 
     from sparsecc import models
-    from sparsecc.passes.linear import find_linears
+    from sparsecc.passes.conv import find_weighted
 
     torch.set_num_threads(threads)
     zoo = models.get(model[len("zoo:") :])
     params = dict(zoo.module.named_parameters())
     with torch.no_grad():
-        for match in find_linears(pruned_ir.graph):
+        for match in find_weighted(pruned_ir.graph):
             if match.name in params:
-                params[match.name].copy_(torch.from_numpy(match.w()))
+                param = params[match.name]
+                param.copy_(torch.from_numpy(match.w()).reshape(param.shape))
 
     def call():
         with torch.no_grad():

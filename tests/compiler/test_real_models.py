@@ -33,7 +33,7 @@ def prune_linears(module, spec: str) -> None:
 
 
 @pytest.mark.parametrize("exporter, opset", EXPORTS, ids=[f"{e}{o}" for e, o in EXPORTS])
-@pytest.mark.parametrize("family", hf.FAMILIES)
+@pytest.mark.parametrize("family", hf.TRANSFORMER_FAMILIES)
 def test_compiles_matches_onnxruntime_and_schedules_everything(family, exporter, opset, tmp_path):
     module, inputs = hf.build(family, "tiny")
     prune_linears(module, "unstructured@0.8")

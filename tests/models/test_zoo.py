@@ -34,8 +34,8 @@ def test_zoo_model_end_to_end(name):
 def test_unknown_model_lists_known():
     from sparsecc.errors import ModelError
 
-    with pytest.raises(ModelError, match="known models: mlp, bert, cnn, vit"):
-        models.get("resnet")
+    with pytest.raises(ModelError, match="known models: mlp, bert, cnn, vit, resnet, mobilenet"):
+        models.get("efficientnet")
 
 
 def test_bert_base_config_builds():

@@ -12,8 +12,8 @@ W = np.random.default_rng(2).standard_normal((32, 64)).astype(np.float32)
 
 
 def test_every_op_is_complete_and_found_every_way():
-    assert list(ops.OPS) == ["BsrMatMul", "CsrMatMul", "NmMatMul"]
-    for op_type, op in ops.OPS.items():
+    assert list(ops.OPS) == ["BsrMatMul", "CsrMatMul", "NmMatMul", "BsrConv", "CsrConv", "NmConv"]
+    for op_type, op in [(t, op) for t, op in ops.OPS.items() if not op.conv]:
         assert ops.op_of(op_type) is op
         assert op.inputs and op.attributes[0].name == "shape" and "w = " in op.body
         fmt = {
@@ -26,8 +26,19 @@ def test_every_op_is_complete_and_found_every_way():
         assert ops.op_of(fmt) is op and ops.op_of(weight) is op and weight.format == fmt
         np.testing.assert_array_equal(weight.to_dense(), w)
         assert op.weight_from(list(weight.arrays()), op.attribute_values(weight)).format == fmt
-    with pytest.raises(KeyError, match="known ops: BsrMatMul, CsrMatMul, NmMatMul"):
+    with pytest.raises(KeyError, match="known ops: BsrMatMul, CsrMatMul, NmMatMul, BsrConv"):
         ops.op_of("EllMatMul")
+
+
+def test_each_format_has_a_conv_form_with_the_same_weight():
+    for linear in [op for op in ops.OPS.values() if not op.conv]:
+        conv = ops.op_of(linear.op_type.replace("MatMul", "Conv"))
+        assert conv.conv and conv.weight_type is linear.weight_type and conv.body == linear.body
+        names = [a.name for a in conv.attributes]
+        assert names[: len(linear.attributes)] == [a.name for a in linear.attributes]
+        assert names[len(linear.attributes) :] == ["kernel_shape", "strides", "pads", "dilations", "group"]
+    weight = ops.CsrFormat().compress(W * (np.abs(W) > 1))
+    assert ops.conv_op_of(weight).op_type == "CsrConv" and ops.op_of(weight).op_type == "CsrMatMul"
 
 
 def test_formats_for_each_pattern():

@@ -67,8 +67,8 @@ class TvmBackend:
     def build(self, model: ir.Model, context: CompileContext, request: BuildRequest) -> CompiledModel:
         from sparsecc.backends.tvm.build import build_relax, device_ptx
         from sparsecc.backends.tvm.importer import import_onnx
-        from sparsecc.backends.tvm.layers import find_layers
-        from sparsecc.backends.tvm.selection import measured_speedups, select_kernels
+        from sparsecc.backends.tvm.layers import find_conv_layers, find_layers
+        from sparsecc.backends.tvm.selection import measured_speedups, select_conv_kernels, select_kernels
 
         configure_tvm()
         target: TargetInfo = context.target
@@ -76,9 +76,21 @@ class TvmBackend:
         layers = find_layers(model, request.example_inputs)
         tuner = self._tuner(target, request)
         kernels = select_kernels(layers, target, tuner)
+        conv_layers = find_conv_layers(model, request.example_inputs)
+        conv_kernels = select_conv_kernels(conv_layers, target)
+        convs = {
+            c.node: (c.residual, c.absorbed, (c.geometry.n, c.geometry.o, c.geometry.out_h, c.geometry.out_w))
+            for c in conv_layers
+            if c.node in conv_kernels
+        }
         if tuner is not None:
             logger.info("tuning: %d new trials (records: %s)", tuner.trials_run, tuner.records_dir)
-        logger.info("chose %d linear kernels in %.1f s", len(kernels), time.perf_counter() - step)
+        logger.info(
+            "chose %d linear and %d Conv kernels in %.1f s",
+            len(kernels),
+            len(conv_kernels),
+            time.perf_counter() - step,
+        )
 
         step = time.perf_counter()
         limits = index_limits(model)
@@ -88,10 +100,11 @@ class TvmBackend:
             proto,
             {s.name: s.shape for s in inputs},
             {s.name: s.dtype for s in inputs},
-            kernels,
+            {**kernels, **conv_kernels},
             target,
             {layer.bias_add for layer in layers if layer.bias_add},
             tuner,
+            convs,
         )
         logger.info("lowered to Relax in %.1f s", time.perf_counter() - step)
         step = time.perf_counter()
@@ -102,8 +115,9 @@ class TvmBackend:
         logger.info("built for %s in %.1f s", target.name, time.perf_counter() - step)
 
         rows = {row.name: row for row in context.report}
-        for layer in layers:
-            kernel, row = kernels[layer.node], rows.get(layer.name)
+        all_kernels = {**kernels, **conv_kernels}
+        for layer in [*layers, *(c for c in conv_layers if c.node in conv_kernels)]:
+            kernel, row = all_kernels[layer.node], rows.get(layer.name)
             if row is not None:
                 row.kernel, row.runs, row.kernel_reason = kernel.name, kernel.runs, kernel.reason
         if request.measure and target.runs_here:

@@ -25,15 +25,51 @@ logger = logging.getLogger(__name__)
 PRIVATE = "sparsecc__"  # prefix of the op types only our converters handle
 LINEAR = PRIVATE + "Linear"
 ATTENTION = PRIVATE + "Attention"
+CONV = PRIVATE + "Conv"
+
+
+def _fuse_convs(model: onnx.ModelProto, convs: dict) -> None:
+    """Conv nodes with a chosen kernel -> CONV (X, [residual]); the Add / Relu / Clip nodes their
+    kernel applies pass Y on as Identity. A Conv adding a residual moves down to its Add, where
+    the residual is sure to be computed (the Conv's Y feeds only that Add)."""
+    nodes = list(model.graph.node)
+    by_name = {node.name: node for node in nodes}
+    for name, (residual, absorbed, _) in convs.items():
+        node = by_name[name]
+        y = node.output[0]
+        node.op_type, node.domain = CONV, ""
+        del node.input[1:]
+        del node.attribute[:]
+        if residual is not None:
+            node.input.append(residual)
+        for fused_name in absorbed:
+            fused = by_name[fused_name]
+            fused.op_type, fused.domain = "Identity", ""
+            del fused.input[:]
+            del fused.attribute[:]
+            fused.input.append(y)
+            y = fused.output[0]
+        if residual is not None:
+            nodes.remove(node)
+            nodes.insert(nodes.index(by_name[absorbed[0]]), node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
 
 
 def mark_private_ops(
-    model: onnx.ModelProto, linear_nodes: set[str], bias_adds: set[str] = frozenset()
+    model: onnx.ModelProto,
+    linear_nodes: set[str],
+    bias_adds: set[str] = frozenset(),
+    convs: dict | None = None,
 ) -> onnx.ModelProto:
-    """A copy whose chosen linear layers and standard Attention nodes carry private op types, and
-    whose `bias_adds` (a bias Add after a linear whose kernel adds the bias) pass Y through."""
+    """A copy whose chosen linear layers, Convs and standard Attention nodes carry private op types,
+    and whose `bias_adds` (a bias Add after a linear whose kernel adds the bias) pass Y through.
+
+    `convs`: Conv node name -> (residual value name or None, names of the nodes its kernel absorbs,
+    the output shape)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     del model.functions[:]  # sparse-op reference bodies: our kernels replace them
+    _fuse_convs(model, convs or {})
     produced_by = {out: node for node in model.graph.node for out in node.output}
     for node in model.graph.node:
         if node.name in bias_adds:
@@ -44,6 +80,8 @@ def mark_private_ops(
             continue
         if node.op_type == "ConstantOfShape" and node.domain in ("", "ai.onnx"):
             _scalar_fill_value(node)
+        if node.op_type == CONV:
+            continue
         if node.name in linear_nodes:
             node.op_type, node.domain = LINEAR, ""
         elif node.domain in ("", "ai.onnx") and node.op_type == "Attention":
@@ -69,8 +107,11 @@ def _importer_class():
     class SparseccImporter(onnx_frontend.ONNXGraphImporter):
         """TVM's ONNX graph importer plus converters for sparsecc's ops."""
 
-        def __init__(self, shape_dict, dtype_dict, kernels: dict[str, Kernel], target, tuner=None):
+        def __init__(
+            self, shape_dict, dtype_dict, kernels: dict[str, Kernel], target, tuner=None, convs=None
+        ):
             super().__init__(shape_dict, dtype_dict)
+            self.convs = convs or {}  # Conv node name -> (residual, absorbed nodes, output shape)
             self.kernels = kernels  # node name -> the kernel chosen for it
             self.target = target  # TargetInfo, or None: no target-specific kernels (attention decomposed)
             self.tuner = tuner  # tuning.KernelTuner when tune=N: it picks attention's tiles
@@ -102,6 +143,8 @@ def _importer_class():
             if op_name == ATTENTION:
                 choose = self.tuner.attention_tiles if self.tuner is not None else None
                 return self.bb.normalize(lower_attention(self.bb, inputs, attrs, self.target, choose))
+            if op_name == CONV:
+                return self.bb.normalize(self._convert_conv(inputs, attrs["tvm_custom"]["name"]))
             return self.bb.normalize(self._convert_linear(inputs[0], attrs["tvm_custom"]["name"]))
 
         def _convert_linear(self, x, name: str):
@@ -125,6 +168,26 @@ def _importer_class():
                 )
             )
             return relax.op.reshape(y2, (*shape[:-1], out))
+
+        def _convert_conv(self, inputs, name: str):
+            import numpy as np
+            from tvm import relax
+
+            kernel = self.kernels[name]
+            residual = inputs[1] if len(inputs) > 1 and inputs[1] is not None else None
+            shape = [int(d) for d in inputs[0].ty.shape]
+            func = self.bb.add_func(kernel.prim_func.without_attr("global_symbol"), _func_name(name, kernel))
+            out_shape = list(self.convs[name][2])
+            if out_shape[0] != shape[0]:
+                raise AssertionError(
+                    f"the kernel for '{name}' was built for batch {out_shape[0]}, not {shape[0]}"
+                )
+            extra = residual if residual is not None else relax.const(np.zeros(1, np.float32))
+            return relax.call_tir(
+                func,
+                [inputs[0], *[relax.const(c) for c in kernel.constants], extra],
+                out_ty=relax.TensorType(out_shape, "float32"),
+            )
 
     return SparseccImporter
 
@@ -168,11 +231,14 @@ def import_onnx(
     target=None,
     bias_adds: set[str] | None = None,
     tuner=None,
+    convs: dict | None = None,
 ):
-    """Relax IRModule of `model` with static input shapes; `kernels` maps linear node names to their
-    kernel; `target` (a TargetInfo) picks target kernels for other ops (attention)."""
+    """Relax IRModule of `model` with static input shapes; `kernels` maps linear and Conv node names
+    to their kernel; `target` (a TargetInfo) picks target kernels for other ops (attention);
+    `convs` (see `mark_private_ops`) says what each Conv kernel absorbs."""
     kernels = kernels or {}
-    marked = mark_private_ops(model, set(kernels), bias_adds or set())
-    importer = _importer_class()(input_shapes, input_dtypes, kernels, target, tuner)
+    convs = convs or {}
+    marked = mark_private_ops(model, set(kernels) - set(convs), bias_adds or set(), convs)
+    importer = _importer_class()(input_shapes, input_dtypes, kernels, target, tuner, convs)
     opset = next((o.version for o in marked.opset_import if o.domain in ("", "ai.onnx")), 1)
     return importer.from_onnx(marked.graph, opset)

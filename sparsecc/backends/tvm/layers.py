@@ -17,7 +17,9 @@ import onnx
 import onnx_ir as ir
 
 from sparsecc import ops
+from sparsecc.backends.tvm.kernels.conv_cpu import ConvGeometry, Epilogue
 from sparsecc.ops.metadata import WEIGHT_NAME
+from sparsecc.passes.conv import match_conv
 from sparsecc.passes.linear import match_linear, weight_name
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ def _candidates(model: ir.Model) -> list[tuple[ir.Node, str]]:
     """(node, name) for sparse ops, and MatMul of a float X by a constant 2-D float matrix."""
     found = []
     for node in model.graph:
+        if ops.is_conv_node(node):
+            continue  # find_conv_layers
         if ops.is_sparse_node(node):
             found.append((node, node.metadata_props.get(WEIGHT_NAME) or node.name))
         elif node.op_type == "MatMul" and node.domain in ("", "ai.onnx") and len(node.inputs) == 2:
@@ -105,4 +109,120 @@ def find_layers(model: ir.Model, feeds: dict[str, np.ndarray]) -> list[LinearLay
             if match is not None and match.add is not None:  # the kernel adds the bias (one pass over Y less)
                 bias, bias_add = match.b().astype(np.float32), match.add.name
         layers.append(LinearLayer(node.name, weight, bias, rows[node.name], name, bias_add))
+    return layers
+
+
+@dataclasses.dataclass
+class ConvLayer:
+    """One Conv to lower with the Conv kernel, and the nodes after it whose work the kernel does."""
+
+    node: str  # the Conv (or sparse Conv-form) node's name
+    weight: ops.SparseWeight | np.ndarray  # sparse, or the dense W[O, C/group * kh * kw]
+    bias: np.ndarray | None
+    geometry: ConvGeometry
+    name: str  # the user-facing weight name: the report row it fills
+    epilogue: Epilogue
+    residual: str | None = None  # the value added to Y (an Add after the Conv), when fused
+    absorbed: tuple[str, ...] = ()  # the Add / Relu / Clip nodes the kernel applies (they pass Y on)
+
+
+def _only_use(value: ir.Value, op_types: tuple[str, ...]) -> ir.Node | None:
+    """The one node using `value` when it is one of `op_types` (standard domain) and value is internal."""
+    uses = list(value.uses())
+    if len(uses) != 1 or value.is_graph_output():
+        return None
+    node = uses[0].node
+    return node if node.op_type in op_types and node.domain in ("", "ai.onnx") else None
+
+
+def _clip_bounds(node: ir.Node) -> tuple[float, float] | None:
+    bounds = []
+    for index, default in ((1, -np.inf), (2, np.inf)):
+        value = node.inputs[index] if len(node.inputs) > index else None
+        if value is None:
+            bounds.append(default)
+        elif value.const_value is not None and value.const_value.numpy().size == 1:
+            bounds.append(float(value.const_value.numpy().reshape(())))
+        else:
+            return None
+    return bounds[0], bounds[1]
+
+
+def _epilogue(conv: ir.Node, claimed: set[str]) -> tuple[Epilogue, str | None, tuple[str, ...]]:
+    """Conv -> [Add(residual)] -> [Relu | Clip with constant bounds]: what the kernel can apply.
+
+    `claimed`: nodes another Conv's kernel applies already (two Convs meet at a ResNet block's Add)."""
+    y, residual, absorbed = conv.outputs[0], None, []
+    add = _only_use(y, ("Add",))
+    if add is not None and add.name not in claimed:
+        other = add.inputs[1] if add.inputs[0] is y else add.inputs[0]
+        if other is not None and other is not y and other.shape == y.shape and other.const_value is None:
+            residual, y = other.name, add.outputs[0]
+            absorbed.append(add.name)
+    activation, clip = "none", (0.0, 6.0)
+    after = _only_use(y, ("Relu", "Clip"))
+    if after is not None and after.name in claimed:
+        after = None
+    if after is not None and after.op_type == "Relu":
+        activation = "relu"
+    elif after is not None and (bounds := _clip_bounds(after)) is not None:
+        activation, clip = "clip", bounds
+    if activation != "none":
+        absorbed.append(after.name)
+    return Epilogue(residual is not None, activation, clip), residual, tuple(absorbed)
+
+
+def _geometry(node: ir.Node, x_shape: tuple, out: int, kernel: tuple[int, int]) -> ConvGeometry:
+    get = node.attributes
+    return ConvGeometry(
+        *(int(d) for d in x_shape),
+        out,
+        *kernel,
+        strides=tuple(get.get_ints("strides", (1, 1))),
+        pads=tuple(get.get_ints("pads", (0, 0, 0, 0))),
+        dilations=tuple(get.get_ints("dilations", (1, 1))),
+        groups=get.get_int("group", 1),
+    )
+
+
+def _conv_weight(node: ir.Node):
+    """(W[O, K] or SparseWeight, bias, kernel (kh, kw), name) of a Conv the kernel can take, or None."""
+    if ops.is_conv_node(node):
+        weight = ops.weight_from_node(node)
+        kernel = tuple(node.attributes.get_ints("kernel_shape"))
+        return weight, ops.bias_of(node), kernel, node.metadata_props.get(WEIGHT_NAME) or node.name
+    match = match_conv(node)
+    if match is None:
+        return None
+    kernel = match.attributes()["kernel_shape"]
+    bias = match.b()
+    return match.w(), None if bias is None else bias.astype(np.float32), kernel, match.name
+
+
+def find_conv_layers(model: ir.Model, feeds: dict[str, np.ndarray]) -> list[ConvLayer]:
+    """Every 2-D Conv with a constant weight (dense or a sparse Conv form), its static geometry and
+    the epilogue it absorbs; input shapes the IR does not know are measured with onnxruntime."""
+    found = [(node, w) for node in model.graph if (w := _conv_weight(node)) is not None]
+    shapes = {
+        node.name: tuple(node.inputs[0].shape)
+        for node, _ in found
+        if node.inputs[0].shape is not None
+        and len(node.inputs[0].shape) == 4
+        and all(isinstance(d, int) for d in node.inputs[0].shape)
+    }
+    missing = sorted({node.inputs[0].name for node, _ in found if node.name not in shapes})
+    if missing:
+        measured = _measured_shapes(model, missing, feeds)
+        for node, _ in found:
+            shape = measured.get(node.inputs[0].name)
+            if node.name not in shapes and shape is not None and len(shape) == 4:
+                shapes[node.name] = shape
+    layers, claimed = [], set()
+    for node, (weight, bias, kernel, name) in found:
+        if node.name not in shapes:
+            continue
+        epilogue, residual, absorbed = _epilogue(node, claimed)
+        claimed.update(absorbed)
+        geometry = _geometry(node, shapes[node.name], weight.shape[0], kernel)
+        layers.append(ConvLayer(node.name, weight, bias, geometry, name, epilogue, residual, absorbed))
     return layers

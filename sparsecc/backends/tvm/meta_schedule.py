@@ -14,7 +14,7 @@ builder exports each candidate and TVM's RPCRunner measures it on the device.
 Work-around for the apache-tvm 0.27.0.post1 wheel (docs/tvm-notes.md, "Environment"):
 `import tvm.s_tir.tensor_intrin` takes ~45 s (it parses every tensor intrinsic) and
 MetaSchedule imports it; our design spaces tensorize nothing, so an empty package
-stands in for it.
+stands in for it (with x86's intrinsics registered on AVX-512 targets, whose default rules use VNNI).
 """
 
 from __future__ import annotations
@@ -156,7 +156,9 @@ class MetaScheduleTuner:
     """Tunes kernels for one target; counts the trials it ran."""
 
     def __init__(self, target: TargetInfo, records_dir: Path, trials: int, rpc=None):
-        stub_tensor_intrin()
+        # on AVX-512 targets MetaSchedule's default rules (graph functions) tensorize int8 dot
+        # products with the VNNI intrinsics, which must exist (~7 s to parse x86's alone)
+        stub_tensor_intrin(keep=("x86",) if target.family == "x86" and target.vector_bits >= 512 else ())
         from tvm.s_tir import meta_schedule as ms
 
         self.ms, self.target, self.trials, self.rpc = ms, target, trials, rpc

@@ -9,9 +9,11 @@ import logging
 import numpy as np
 
 from sparsecc.backends.tvm.kernels import Kernel
+from sparsecc.backends.tvm.kernels.conv_cpu import sparse_rows
 from sparsecc.backends.tvm.kernels.rules import make_kernel
-from sparsecc.backends.tvm.layers import LinearLayer
+from sparsecc.backends.tvm.layers import ConvLayer, LinearLayer
 from sparsecc.backends.tvm.target import TargetInfo
+from sparsecc.ops import CsrWeight, NmWeight
 
 logger = logging.getLogger(__name__)
 
@@ -61,3 +63,46 @@ def measured_speedups(
             dense_ms[key] = measure_ms(make_kernel(dense, None, layer.m, target), layer.m, inp, out, target)
         speedups[layer.name] = round(dense_ms[key] / measure_ms(kernel, layer.m, inp, out, target), 2)
     return speedups
+
+
+def select_conv_kernels(layers: list[ConvLayer], target: TargetInfo) -> dict[str, Kernel]:
+    """Node name -> the Conv kernel for it (CPU targets; on CUDA, Convs stay TVM's own).
+
+    A sparse weight runs sparse where the cost model says it pays at the layer's positions
+    (its GEMM rows), else dense; the kernel's reason says which and why.
+    """
+    from sparsecc.backends.tvm.cost import TvmCostModel
+    from sparsecc.backends.tvm.kernels.conv_cpu import make_conv_kernel
+
+    if target.family == "cuda":
+        return {}
+    cost_model = TvmCostModel(target)
+    kernels = {}
+    for layer in layers:
+        weight, reason = layer.weight, "Conv kernel: GEMM over shifted rows of the padded NCHW input"
+        positions = layer.geometry.n * layer.geometry.out_h * layer.geometry.out_w
+        if not isinstance(weight, np.ndarray):
+            if isinstance(weight, NmWeight):  # N:M rows run as CSR: the kernel walks taps
+                weight = CsrWeight.from_dense(weight.to_dense())
+            estimate = cost_model.estimate(weight.format, weight.to_dense(), positions)
+            if estimate.pays and layer.geometry.o // layer.geometry.groups % sparse_rows(weight, 8) == 0:
+                reason = f"sparse Conv kernel ({estimate.reason})"
+            else:
+                weight, reason = weight.to_dense(), f"{estimate.reason}, so it runs dense"
+        fmt = None if isinstance(weight, np.ndarray) else weight.format
+        label = "conv_dense" if fmt is None else f"conv_{fmt.label.lower().replace(' ', '_')}"
+        kernel = make_conv_kernel(
+            weight,
+            layer.bias,
+            layer.geometry,
+            layer.epilogue,
+            target.lanes,
+            target.vector_registers,
+            target.num_cores,
+            f"{label}_{target.family}",
+        )
+        runs = "dense" if fmt is None else fmt.label
+        kernels[layer.node] = dataclasses.replace(
+            kernel, m=positions, runs=runs, reason=f"{reason}; epilogue: {layer.epilogue.describe()}"
+        )
+    return kernels

@@ -25,6 +25,9 @@ NAME_SCOPES = (
 )
 
 
+FOLDED_BY = "pkg.onnxscript.rewriter.rule_name"  # dynamo: the optimizer's rules that rewrote the node
+
+
 def module_path(node: ir.Node) -> str | None:
     """The module that produced `node`, or None when the exporter did not say."""
     scopes = node.metadata_props.get(NAME_SCOPES)
@@ -42,9 +45,20 @@ def module_path(node: ir.Node) -> str | None:
 
 
 def _weight_initializer(node: ir.Node) -> ir.Value | None:
-    """The constant matrix a MatMul/Gemm multiplies by, looking through one Transpose."""
-    if node.op_type not in ("MatMul", "Gemm") or node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
+    """The constant matrix a MatMul/Gemm multiplies by (looking through one Transpose), or a Conv's weight."""
+    if (
+        node.op_type not in ("MatMul", "Gemm", "Conv")
+        or node.domain not in ("", "ai.onnx")
+        or len(node.inputs) < 2
+    ):
         return None
+    if node.op_type == "Conv":
+        value = node.inputs[1]
+        return (
+            value
+            if value is not None and value.const_value is not None and len(value.const_value.shape) == 4
+            else None
+        )
     value = node.inputs[1]
     producer = value.producer() if value is not None else None
     if producer is not None and producer.op_type == "Transpose" and producer.inputs:
@@ -63,7 +77,12 @@ def tag_module_names(model: ir.Model) -> int:
             continue
         value.metadata_props[INITIALIZER_NAME] = value.name
         path = module_path(node)
-        if path is not None:
+        if node.op_type == "Conv" and "BatchNorm" in node.metadata_props.get(FOLDED_BY, ""):
+            # the exporter folded a batch norm into this Conv and kept the norm's scope; the
+            # initializer keeps the Conv's parameter name
+            value.metadata_props[WEIGHT_NAME] = value.name
+            tagged += 1
+        elif path is not None:
             value.metadata_props[WEIGHT_NAME] = f"{path}.weight"
             tagged += 1
     logger.info("named %d linear weights after the modules the exporter recorded", tagged)

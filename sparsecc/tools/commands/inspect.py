@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sparsecc.compiler import api
-from sparsecc.passes.linear import find_linears
+from sparsecc.passes.conv import find_weighted
 from sparsecc.tools import present
 from sparsecc.tools.commands.common import add_model_argument, add_spec_argument, load_source
 
@@ -24,7 +24,7 @@ def run(args) -> int:
 
     def keep_weights(name, model):
         if name == "prune":
-            weights.update({m.name: m.w() for m in find_linears(model.graph)})
+            weights.update({m.name: m.w() for m in find_weighted(model.graph)})
 
     result = api.sparsify_ir(
         source.proto, args.spec, source.inputs, after_pass=keep_weights, verify=args.debug

@@ -1,0 +1,141 @@
+"""Convolutions as weighted layers: what the sparsity passes see of a Conv.
+
+A `Conv(X, W[, b])` with a constant float32 W `[O, C/group, kh, kw]` (2-D, NCHW) is a layer
+whose weight is the matrix `W[O, C/group * kh * kw]`: the spec, `analyze-sparsity`, `prune`,
+`dense-to-sparse` and the report treat it as they treat a linear layer's W (`linear.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import onnx_ir as ir
+
+from sparsecc.passes.linear import (
+    LinearMatch,
+    constant_of,
+    copy_names,
+    find_linears,
+    initializer_name,
+    replace_weight,
+    weight_name,
+)
+
+
+@dataclasses.dataclass
+class ConvMatch:
+    """One Conv with a constant weight."""
+
+    conv: ir.Node
+    x: ir.Value
+    weight: ir.Value  # initializer [O, C/group, kh, kw]
+    bias: ir.Value | None  # initializer [O]
+
+    @property
+    def output(self) -> ir.Value:
+        return self.conv.outputs[0]
+
+    @property
+    def name(self) -> str:
+        return weight_name(self.weight)
+
+    @property
+    def initializer_name(self) -> str:
+        return initializer_name(self.weight)
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return self.name, self.initializer_name
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The flattened W's shape [O, C/group * kh * kw]."""
+        o, *rest = self.weight.const_value.shape
+        return int(o), int(math.prod(rest))
+
+    @property
+    def tokens(self) -> int | None:
+        """Output positions per call (N x OH x OW), when the IR knows them: the GEMM's rows."""
+        shape = self.output.shape
+        if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape):
+            return None
+        return int(shape[0] * shape[2] * shape[3])
+
+    def w(self) -> np.ndarray:
+        """W[O, C/group * kh * kw], float32."""
+        return np.ascontiguousarray(self.weight.const_value.numpy().reshape(self.shape), dtype=np.float32)
+
+    def b(self) -> np.ndarray | None:
+        return None if self.bias is None else self.bias.const_value.numpy()
+
+    def attributes(self) -> dict[str, int | tuple[int, ...]]:
+        """Conv's attributes with ONNX's defaults filled in (explicit pads: auto_pad is refused)."""
+        kh, kw = self.weight.const_value.shape[2:]
+        get = self.conv.attributes
+        return {
+            "kernel_shape": (int(kh), int(kw)),
+            "strides": tuple(get.get_ints("strides", (1, 1))),
+            "pads": tuple(get.get_ints("pads", (0, 0, 0, 0))),
+            "dilations": tuple(get.get_ints("dilations", (1, 1))),
+            "group": get.get_int("group", 1),
+        }
+
+
+def match_conv(node: ir.Node) -> ConvMatch | None:
+    """A 2-D Conv with a constant float32 weight (and bias), explicit pads; or None."""
+    if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
+        return None
+    x, w = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    tensor = constant_of(w)
+    if x is None or tensor is None or tensor.dtype != ir.DataType.FLOAT or len(tensor.shape) != 4:
+        return None
+    if bias is not None and constant_of(bias) is None:
+        return None
+    if node.attributes.get_string("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return None
+    return ConvMatch(node, x, w, bias)
+
+
+def find_convs(graph: ir.Graph) -> list[ConvMatch]:
+    return [m for m in (match_conv(n) for n in graph) if m is not None]
+
+
+WeightedMatch = LinearMatch | ConvMatch
+
+
+def find_weighted(graph: ir.Graph) -> list[WeightedMatch]:
+    """Every linear layer and Conv of the main graph whose weight the spec can select, in graph order."""
+    order = {id(node): i for i, node in enumerate(graph)}
+    found = [*find_linears(graph), *find_convs(graph)]
+    return sorted(found, key=lambda m: order[id(m.conv if isinstance(m, ConvMatch) else m.matmul)])
+
+
+def replace_conv_weight(match: ConvMatch, w: np.ndarray) -> None:
+    """Give the Conv a new flattened W; a weight shared with other nodes is copied, not changed."""
+    array = np.ascontiguousarray(w.reshape(match.weight.const_value.shape), dtype=np.float32)
+    if len(list(match.weight.uses())) == 1:
+        match.weight.const_value = ir.tensor(array, name=match.weight.name)
+        return
+    graph = match.conv.graph
+    name = f"{match.weight.name}.{match.conv.name}"
+    new = ir.Value(
+        name=name,
+        shape=ir.Shape(array.shape),
+        type=ir.TensorType(ir.DataType.FLOAT),
+        const_value=ir.tensor(array, name=name),
+    )
+    copy_names(match.weight, new)
+    graph.register_initializer(new)
+    match.conv.replace_input_with(1, new)
+    match.weight = new
+
+
+def replace_weighted(match: WeightedMatch, w: np.ndarray) -> None:
+    """Give a linear layer or a Conv a new (flattened) W[out, in]."""
+    if isinstance(match, ConvMatch):
+        replace_conv_weight(match, w)
+    else:
+        replace_weight(match, w)
