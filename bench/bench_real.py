@@ -61,9 +61,7 @@ def linear_weights(module):
     """(parameter name, tensor, transposed?) of every linear layer: nn.Linear and GPT-2's Conv1D,
     and of every Conv2d with >= CONV_MIN_OUTPUTS outputs (its weight flattened to [O, C*kh*kw])."""
     for name, child in module.named_modules():
-        if isinstance(child, torch.nn.Linear):
-            yield f"{name}.weight", child.weight, False
-        elif isinstance(child, torch.nn.Conv2d) and child.out_channels >= CONV_MIN_OUTPUTS:
+        if isinstance(child, torch.nn.Linear) or (isinstance(child, torch.nn.Conv2d) and child.out_channels >= CONV_MIN_OUTPUTS):
             yield f"{name}.weight", child.weight, False
         elif type(child).__name__ == "Conv1D":  # transformers' GPT-2 layer: weight [in, out]
             yield f"{name}.weight", child.weight, True
