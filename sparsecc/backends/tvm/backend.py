@@ -79,7 +79,11 @@ class TvmBackend:
         conv_layers = find_conv_layers(model, request.example_inputs)
         conv_kernels = select_conv_kernels(conv_layers, target)
         convs = {
-            c.node: (c.residual, c.absorbed, (c.geometry.n, c.geometry.o, c.geometry.out_h, c.geometry.out_w))
+            c.node: (
+                c.residual,
+                c.absorbed,
+                (c.geometry.n, c.geometry.o, c.geometry.out_h, c.geometry.out_w),
+            )
             for c in conv_layers
             if c.node in conv_kernels
         }

@@ -236,6 +236,9 @@ def _activation(epilogue: Epilogue):
 
 # Tasks per core to aim for when the positions give few tiles (a 7x7 map is one): chunks of outputs.
 TASKS_PER_CORE = 8
+# floats zeroed per parallel iteration when padding XB (a serial zeroing loop took 0.4 of 2.0 ms of
+# a 3x3 Conv 64->64 at 56x56; 2026-12-02, Xeon AVX-512, /tmp/exp/standalone.py)
+ZERO_RUN = 1024
 
 
 def conv_func(
@@ -282,6 +285,9 @@ def conv_func(
     chunks = min(block_rows, max(1, -(-TASKS_PER_CORE * cores // tiles_p)))
     per_chunk = -(-block_rows // chunks)
     chunks = -(-block_rows // per_chunk)
+    # with chunks of outputs sharing a tile, each would pack the same strip: pack every tile's once
+    # (a 7x7 map is one tile: 16 tasks packed 1.2 MB each for a 3x3 Conv of 512 channels)
+    shared = chunks > 1 and g.groups == 1
     outer = loop_kind(g.flops // 2 // max(n_img, 1) if dense else nnzb * rows * positions)
     residual_shape = (n_img, o_out, oh_out, ow_out) if epilogue.residual else (1,)
     act = _activation(epilogue)
@@ -305,6 +311,11 @@ def conv_func(
     def last_tap(task):
         return ((chunk(task) * per_chunk + chunk_rows(task) - 1) // per_group + 1) * taps
 
+    def strip(xs, xsg, task, tap, column):  # the task's strip: its own, or its tile's in the shared one
+        if shared:
+            return xsg[task // chunks * all_taps + tap, column]
+        return xs[tap, column]
+
     def first(row_ptr, task, b):
         return row_ptr[br(task, b)]
 
@@ -319,7 +330,9 @@ def conv_func(
     def position(task, v):  # the first position of vector v of the task's tile
         return p0(task) + v * lanes
 
-    def whole(task, v):  # the vector's lanes are real outputs of one row
+    def whole(task, v):  # the vector's lanes are real outputs, contiguous in Y
+        if row == ow_out:  # no dropped columns (1x1 Convs): Y is the positions in order
+            return position(task, v) + lanes <= positions
         return tirx.all(position(task, v) % row + lanes <= ow_out, position(task, v) + lanes <= positions)
 
     def real(task, v, t):
@@ -347,10 +360,14 @@ def conv_func(
         YF = T.decl_buffer((n_img * o_out * oh_out * ow_out,), "float32", data=Y.data)
         RF = T.decl_buffer((n_img * o_out * oh_out * ow_out,), "float32", data=RZ.data)
         XB = T.alloc_buffer((1 if alias_x else xb_len,), "float32")
+        XSG = T.alloc_buffer((tiles_p * all_taps if shared else 1, nr), "float32")
         for n in T.serial(n_img):
             if not alias_x:
-                for e in T.serial(xb_len):
-                    XB[e] = T.float32(0)
+                for e0 in outer(xb_len // ZERO_RUN):  # the padding: zeroed in parallel runs
+                    for e1 in T.vectorized(ZERO_RUN):
+                        XB[e0 * ZERO_RUN + e1] = T.float32(0)
+                for e in T.serial(xb_len % ZERO_RUN):
+                    XB[xb_len - xb_len % ZERO_RUN + e] = T.float32(0)
                 for c in outer(c_in):
                     for h in T.serial(ph if one_phase else h_in):
                         for w in T.serial(pw if one_phase else w_in):
@@ -368,9 +385,25 @@ def conv_func(
                                     + (h + pt) // sh * pw
                                     + (w + pl) // sw
                                 ] = X[n, c, h, w]
+            if shared:  # every tile's strip once, read by all chunks of its outputs
+                for job in outer(tiles_p * all_taps):
+                    for v in T.unroll(nv):
+                        for t in T.vectorized(lanes):
+                            if alias_x:
+                                XSG[job, v * lanes + t] = XF[
+                                    n * image
+                                    + tap_offsets[job % all_taps]
+                                    + job // all_taps * nr
+                                    + v * lanes
+                                    + t
+                                ]
+                            else:
+                                XSG[job, v * lanes + t] = XB[
+                                    tap_offsets[job % all_taps] + job // all_taps * nr + v * lanes + t
+                                ]
             for task in outer(tiles_p * chunks):
-                XS = T.alloc_buffer((all_taps, nr), "float32")
-                for k in T.serial(last_tap(task) - first_tap(task)):
+                XS = T.alloc_buffer((1 if shared else all_taps, nr), "float32")
+                for k in T.serial(0 if shared else last_tap(task) - first_tap(task)):
                     for v in T.unroll(nv):
                         for t in T.vectorized(lanes):
                             if alias_x:
@@ -396,18 +429,26 @@ def conv_func(
                         for r in T.unroll(half_a):
                             for v in T.unroll(nv):
                                 for t in T.vectorized(lanes):
-                                    acc_a[r, v * lanes + t] = (
-                                        acc_a[r, v * lanes + t]
-                                        + values[first(row_ptr, task, b) + e, r]
-                                        * XS[strip_row(strip_rows, row_ptr, task, b, e), v * lanes + t]
+                                    acc_a[r, v * lanes + t] = acc_a[r, v * lanes + t] + values[
+                                        first(row_ptr, task, b) + e, r
+                                    ] * strip(
+                                        XS,
+                                        XSG,
+                                        task,
+                                        strip_row(strip_rows, row_ptr, task, b, e),
+                                        v * lanes + t,
                                     )
                         for r in T.unroll(half_b):
                             for v in T.unroll(nv):
                                 for t in T.vectorized(lanes):
-                                    acc_b[r, v * lanes + t] = (
-                                        acc_b[r, v * lanes + t]
-                                        + values[first(row_ptr, task, b) + e, half_a + r]
-                                        * XS[strip_row(strip_rows, row_ptr, task, b, e), v * lanes + t]
+                                    acc_b[r, v * lanes + t] = acc_b[r, v * lanes + t] + values[
+                                        first(row_ptr, task, b) + e, half_a + r
+                                    ] * strip(
+                                        XS,
+                                        XSG,
+                                        task,
+                                        strip_row(strip_rows, row_ptr, task, b, e),
+                                        v * lanes + t,
                                     )
                     for r in T.unroll(half_a):
                         for v in T.unroll(nv):
