@@ -33,7 +33,8 @@ from sparsecc.backends.ort import session
 from sparsecc.models import hf
 from sparsecc.sparsity.spec import SparsitySpec
 
-# name -> spec on torch parameter names; "all linears" means every linear weight of the encoder
+# name -> spec on torch parameter names; "all weights": every linear weight, and every Conv2d with
+# >= CONV_MIN_OUTPUTS outputs (a ResNet's, the issue's configs)
 CONFIGS = {
     "dense": None,
     "unstructured90": "unstructured@0.9",
@@ -45,10 +46,10 @@ CONFIGS = {
 DEFAULT_MODELS = "bert-base-dynamo"
 LABELS = {
     "dense": "dense",
-    "unstructured90": "all linears 90% unstructured",
-    "unstructured80": "all linears 80% unstructured",
-    "block16x1_90": "all linears 16x1 blocks at 90%",
-    "block4x4_80": "all linears 4x4 blocks at 80%",
+    "unstructured90": "all weights 90% unstructured",
+    "unstructured80": "all weights 80% unstructured",
+    "block16x1_90": "all weights 16x1 blocks at 90%",
+    "block4x4_80": "all weights 4x4 blocks at 80%",
     "ffn1x16_90_qkv24": "FFN 1x16 blocks at 90%, q/k/v 2:4",
 }
 
@@ -61,7 +62,9 @@ def linear_weights(module):
     """(parameter name, tensor, transposed?) of every linear layer: nn.Linear and GPT-2's Conv1D,
     and of every Conv2d with >= CONV_MIN_OUTPUTS outputs (its weight flattened to [O, C*kh*kw])."""
     for name, child in module.named_modules():
-        if isinstance(child, torch.nn.Linear) or (isinstance(child, torch.nn.Conv2d) and child.out_channels >= CONV_MIN_OUTPUTS):
+        if isinstance(child, torch.nn.Linear) or (
+            isinstance(child, torch.nn.Conv2d) and child.out_channels >= CONV_MIN_OUTPUTS
+        ):
             yield f"{name}.weight", child.weight, False
         elif type(child).__name__ == "Conv1D":  # transformers' GPT-2 layer: weight [in, out]
             yield f"{name}.weight", child.weight, True
