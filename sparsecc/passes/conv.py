@@ -16,10 +16,10 @@ import onnx_ir as ir
 from sparsecc.passes.linear import (
     LinearMatch,
     constant_of,
-    copy_names,
     find_linears,
     initializer_name,
     replace_weight,
+    set_weight,
     weight_name,
 )
 
@@ -115,22 +115,8 @@ def find_weighted(graph: ir.Graph) -> list[WeightedMatch]:
 
 def replace_conv_weight(match: ConvMatch, w: np.ndarray) -> None:
     """Give the Conv a new flattened W; a weight shared with other nodes is copied, not changed."""
-    array = np.ascontiguousarray(w.reshape(match.weight.const_value.shape), dtype=np.float32)
-    if len(list(match.weight.uses())) == 1:
-        match.weight.const_value = ir.tensor(array, name=match.weight.name)
-        return
-    graph = match.conv.graph
-    name = f"{match.weight.name}.{match.conv.name}"
-    new = ir.Value(
-        name=name,
-        shape=ir.Shape(array.shape),
-        type=ir.TensorType(ir.DataType.FLOAT),
-        const_value=ir.tensor(array, name=name),
-    )
-    copy_names(match.weight, new)
-    graph.register_initializer(new)
-    match.conv.replace_input_with(1, new)
-    match.weight = new
+    shape = match.weight.const_value.shape
+    match.weight = set_weight(match.conv, 1, np.ascontiguousarray(w.reshape(shape), dtype=np.float32))
 
 
 def replace_weighted(match: WeightedMatch, w: np.ndarray) -> None:

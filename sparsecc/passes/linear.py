@@ -126,19 +126,24 @@ def find_linears(graph: ir.Graph) -> list[LinearMatch]:
 
 def replace_weight(match: LinearMatch, w: np.ndarray) -> None:
     """Give the layer a new W[out, in]; a weight shared with other nodes is copied, not changed."""
-    wt = np.ascontiguousarray(w.T, dtype=np.float32)
-    if len(list(match.weight.uses())) == 1:
-        match.weight.const_value = ir.tensor(wt, name=match.weight.name)
-        return
-    graph = match.matmul.graph
-    name = f"{match.weight.name}.{match.matmul.name}"
+    match.weight = set_weight(match.matmul, 1, np.ascontiguousarray(w.T, dtype=np.float32))
+
+
+def set_weight(node: ir.Node, index: int, array: np.ndarray) -> ir.Value:
+    """Put `array` in the initializer that is input `index` of `node` (a linear's W^T, a Conv's W);
+    an initializer other nodes use too gets a copy for this node. Returns the initializer now used."""
+    weight = node.inputs[index]
+    if len(list(weight.uses())) == 1:
+        weight.const_value = ir.tensor(array, name=weight.name)
+        return weight
+    name = f"{weight.name}.{node.name}"
     new = ir.Value(
         name=name,
-        shape=ir.Shape(wt.shape),
+        shape=ir.Shape(array.shape),
         type=ir.TensorType(ir.DataType.FLOAT),
-        const_value=ir.tensor(wt, name=name),
+        const_value=ir.tensor(array, name=name),
     )
-    copy_names(match.weight, new)
-    graph.register_initializer(new)
-    match.matmul.replace_input_with(1, new)
-    match.weight = new
+    copy_names(weight, new)
+    node.graph.register_initializer(new)
+    node.replace_input_with(index, new)
+    return new

@@ -513,7 +513,6 @@ def make_conv_kernel(
                 epilogue,
                 lanes,
                 blocked,
-                cores,
                 label.replace("conv_dense", "conv_dense_blocked"),
             )
     if not isinstance(weight, np.ndarray):
@@ -568,7 +567,7 @@ def channel_blocked_tiles(geometry: ConvGeometry, lanes: int, registers: int) ->
     return None
 
 
-def channel_blocked_func(g: ConvGeometry, lanes: int, ob: int, px: int, epilogue: Epilogue, cores: int):
+def channel_blocked_func(g: ConvGeometry, lanes: int, ob: int, px: int, epilogue: Epilogue):
     """PrimFunc (X[N, C, H, W], Wt[O/L, kh, kw, C, L], bias[O], residual, Y[N, O, OH, OW])."""
     from tvm.script import tirx as T
 
@@ -661,7 +660,6 @@ def make_channel_blocked_kernel(
     epilogue: Epilogue,
     lanes: int,
     tiles: tuple[int, int],
-    cores: int,
     label: str,
 ) -> Kernel:
     g = geometry
@@ -670,5 +668,5 @@ def make_channel_blocked_kernel(
         np.asarray(w, np.float32).reshape(g.o // lanes, lanes, g.c, g.kh, g.kw).transpose(0, 3, 4, 2, 1)
     )
     bias = np.zeros(g.o, np.float32) if bias is None else np.asarray(bias, np.float32)
-    func = channel_blocked_func(g, lanes, ob, px, epilogue, cores)
+    func = channel_blocked_func(g, lanes, ob, px, epilogue)
     return Kernel(label, func, [packed, bias], {"OB": ob, "PX": px}, g.flops)
