@@ -77,16 +77,7 @@ class TvmBackend:
         tuner = self._tuner(target, request)
         kernels = select_kernels(layers, target, tuner)
         conv_layers = find_conv_layers(model, request.example_inputs)
-        conv_kernels = select_conv_kernels(conv_layers, target)
-        convs = {
-            c.node: (
-                c.residual,
-                c.absorbed,
-                (c.geometry.n, c.geometry.o, c.geometry.out_h, c.geometry.out_w),
-            )
-            for c in conv_layers
-            if c.node in conv_kernels
-        }
+        conv_kernels, convs = select_conv_kernels(model, conv_layers, target)
         if tuner is not None:
             logger.info("tuning: %d new trials (records: %s)", tuner.trials_run, tuner.records_dir)
         logger.info(

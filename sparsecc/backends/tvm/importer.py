@@ -18,6 +18,14 @@ import onnx
 
 from sparsecc.backends.tvm.attention import lower_attention
 from sparsecc.backends.tvm.kernels import Kernel
+from sparsecc.backends.tvm.kernels.blocked_layout_cpu import (
+    PoolGeometry,
+    max_pool_blocked_func,
+    to_blocked_func,
+    to_planar_func,
+)
+from sparsecc.backends.tvm.kernels.conv_blocked_cpu import blocked_shape
+from sparsecc.backends.tvm.layers import ConvCall
 from sparsecc.errors import UnsupportedOpError
 
 logger = logging.getLogger(__name__)
@@ -26,15 +34,17 @@ PRIVATE = "sparsecc__"  # prefix of the op types only our converters handle
 LINEAR = PRIVATE + "Linear"
 ATTENTION = PRIVATE + "Attention"
 CONV = PRIVATE + "Conv"
+PASS = PRIVATE + "Pass"  # a node whose work a kernel before it did: passes Y on, in its layout
 
 
-def _fuse_convs(model: onnx.ModelProto, convs: dict) -> None:
+def _fuse_convs(model: onnx.ModelProto, convs: dict[str, ConvCall]) -> None:
     """Conv nodes with a chosen kernel -> CONV (X, [residual]); the Add / Relu / Clip nodes their
-    kernel applies pass Y on as Identity. A Conv adding a residual moves down to its Add, where
+    kernel applies pass Y on (PASS). A Conv adding a residual moves down to its Add, where
     the residual is sure to be computed (the Conv's Y feeds only that Add)."""
     nodes = list(model.graph.node)
     by_name = {node.name: node for node in nodes}
-    for name, (residual, absorbed, _) in convs.items():
+    for name, call in convs.items():
+        residual, absorbed = call.residual, call.absorbed
         node = by_name[name]
         y = node.output[0]
         node.op_type, node.domain = CONV, ""
@@ -44,7 +54,7 @@ def _fuse_convs(model: onnx.ModelProto, convs: dict) -> None:
             node.input.append(residual)
         for fused_name in absorbed:
             fused = by_name[fused_name]
-            fused.op_type, fused.domain = "Identity", ""
+            fused.op_type, fused.domain = PASS, ""
             del fused.input[:]
             del fused.attribute[:]
             fused.input.append(y)
@@ -65,8 +75,7 @@ def mark_private_ops(
     """A copy whose chosen linear layers, Convs and standard Attention nodes carry private op types,
     and whose `bias_adds` (a bias Add after a linear whose kernel adds the bias) pass Y through.
 
-    `convs`: Conv node name -> (residual value name or None, names of the nodes its kernel absorbs,
-    the output shape)."""
+    `convs`: Conv node name -> how its kernel is called (`layers.ConvCall`)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     del model.functions[:]  # sparse-op reference bodies: our kernels replace them
     _fuse_convs(model, convs or {})
@@ -111,10 +120,11 @@ def _importer_class():
             self, shape_dict, dtype_dict, kernels: dict[str, Kernel], target, tuner=None, convs=None
         ):
             super().__init__(shape_dict, dtype_dict)
-            self.convs = convs or {}  # Conv node name -> (residual, absorbed nodes, output shape)
+            self.convs = convs or {}  # Conv node name -> layers.ConvCall
             self.kernels = kernels  # node name -> the kernel chosen for it
             self.target = target  # TargetInfo, or None: no target-specific kernels (attention decomposed)
             self.tuner = tuner  # tuning.KernelTuner when tune=N: it picks attention's tiles
+            self.layouts = BlockedValues(self.bb, target.lanes if target is not None else 1)
 
         def _check_for_unsupported_ops(self, graph):
             known = onnx_frontend._get_convert_map()
@@ -133,7 +143,21 @@ def _importer_class():
                     "use `sparsecc sparsify` (ONNX out) for this model, or replace those ops"
                 )
 
+        def _construct_nodes(self, graph):
+            super()._construct_nodes(graph)
+            for output in graph.output:  # the graph's outputs in NCHW
+                if output.name in self._nodes:
+                    self._nodes[output.name] = self.layouts.planar(self._nodes[output.name])
+
         def _convert_operator(self, op_name, inputs, attrs, opset):
+            if op_name == PASS:
+                return inputs[0]
+            if op_name == CONV:
+                return self._convert_conv(inputs, attrs["tvm_custom"]["name"])
+            if op_name == "MaxPool" and (pooled := self.layouts.max_pool(inputs[0], attrs)) is not None:
+                return pooled
+            for index, value in enumerate(inputs):  # every other op reads NCHW
+                inputs[index] = self.layouts.planar(value)
             if op_name == "Gelu" and attrs.get("approximate", b"none") in (b"none", "none"):
                 return self.bb.normalize(exact_gelu(inputs[0]))
             if op_name == "Pow" and (power := integer_power(*inputs)) is not None:
@@ -143,8 +167,6 @@ def _importer_class():
             if op_name == ATTENTION:
                 choose = self.tuner.attention_tiles if self.tuner is not None else None
                 return self.bb.normalize(lower_attention(self.bb, inputs, attrs, self.target, choose))
-            if op_name == CONV:
-                return self.bb.normalize(self._convert_conv(inputs, attrs["tvm_custom"]["name"]))
             return self.bb.normalize(self._convert_linear(inputs[0], attrs["tvm_custom"]["name"]))
 
         def _convert_linear(self, x, name: str):
@@ -173,23 +195,110 @@ def _importer_class():
             import numpy as np
             from tvm import relax
 
-            kernel = self.kernels[name]
+            kernel, call = self.kernels[name], self.convs[name]
+            layouts = self.layouts
+            x = layouts.blocked(inputs[0]) if call.blocked_input else layouts.planar(inputs[0])
             residual = inputs[1] if len(inputs) > 1 and inputs[1] is not None else None
-            shape = [int(d) for d in inputs[0].ty.shape]
+            if residual is not None:
+                residual = layouts.blocked(residual) if call.blocked_output else layouts.planar(residual)
             func = self.bb.add_func(kernel.prim_func.without_attr("global_symbol"), _func_name(name, kernel))
-            out_shape = list(self.convs[name][2])
-            if out_shape[0] != shape[0]:
+            if call.out_shape[0] != int(x.ty.shape[0]):
                 raise AssertionError(
-                    f"the kernel for '{name}' was built for batch {out_shape[0]}, not {shape[0]}"
+                    f"the kernel for '{name}' was built for batch {call.out_shape[0]}, not {x.ty.shape[0]}"
                 )
             extra = residual if residual is not None else relax.const(np.zeros(1, np.float32))
-            return relax.call_tir(
-                func,
-                [inputs[0], *[relax.const(c) for c in kernel.constants], extra],
-                out_ty=relax.TensorType(out_shape, "float32"),
+            out_shape = (
+                blocked_shape(call.out_shape, layouts.lanes) if call.blocked_output else call.out_shape
             )
+            y = self.bb.emit(
+                relax.call_tir(
+                    func,
+                    [x, *[relax.const(c) for c in kernel.constants], extra],
+                    out_ty=relax.TensorType(list(out_shape), "float32"),
+                )
+            )
+            if call.blocked_output:
+                layouts.mark(y, call.out_shape)
+            return y
 
     return SparseccImporter
+
+
+class BlockedValues:
+    """The Relax values the graph holds channel-blocked ([N, C/L, H, W, L], `layouts.py`), and the
+    conversions between layouts, each emitted once per value."""
+
+    def __init__(self, bb, lanes: int):
+        self.bb, self.lanes = bb, lanes
+        self._nchw: dict = {}  # blocked Var -> its NCHW shape
+        self._planar: dict = {}  # blocked Var -> its NCHW copy
+        self._blocked: dict = {}  # NCHW value -> its blocked copy
+
+    def _add(self, func, name: str):
+        return self.bb.add_func(func.without_attr("global_symbol"), name)
+
+    def mark(self, var, nchw_shape) -> None:
+        self._nchw[var] = tuple(int(d) for d in nchw_shape)
+
+    def is_blocked(self, value) -> bool:
+        from tvm import relax
+
+        return isinstance(value, relax.Var) and value in self._nchw
+
+    def planar(self, value):
+        """`value` in NCHW (itself unless it is blocked)."""
+        from tvm import relax
+
+        if not self.is_blocked(value):
+            return value
+        if value not in self._planar:
+            func = self._add(to_planar_func(self._nchw[value], self.lanes), "to_planar")
+            self._planar[value] = self.bb.emit(
+                relax.call_tir(func, [value], out_ty=relax.TensorType(list(self._nchw[value]), "float32"))
+            )
+        return self._planar[value]
+
+    def blocked(self, value):
+        """`value` (a 4-D NCHW tensor, or blocked already) blocked."""
+        from tvm import relax
+
+        if self.is_blocked(value):
+            return value
+        key = value if isinstance(value, relax.Var) else None
+        if key is not None and key in self._blocked:
+            return self._blocked[key]
+        shape = tuple(int(d) for d in value.ty.shape)
+        func = self._add(to_blocked_func(shape, self.lanes), "to_blocked")
+        var = self.bb.emit(
+            relax.call_tir(
+                func, [value], out_ty=relax.TensorType(list(blocked_shape(shape, self.lanes)), "float32")
+            )
+        )
+        self.mark(var, shape)
+        if key is not None:
+            self._blocked[key] = var
+        return var
+
+    def max_pool(self, value, attrs: dict):
+        """MaxPool of a blocked value with the blocked kernel (None when `value` is NCHW, or the
+        kernel does not take these attributes)."""
+        from tvm import relax
+
+        if not self.is_blocked(value):
+            return None
+        attributes = {k: v for k, v in attrs.items() if k != "tvm_custom"}
+        geometry = PoolGeometry.of(self._nchw[value], attributes)
+        if geometry is None:
+            return None
+        out_shape = (geometry.n, geometry.c, geometry.out_h, geometry.out_w)
+        func = self._add(max_pool_blocked_func(geometry, self.lanes), "max_pool_blocked")
+        var = self.bb.emit(
+            relax.call_tir(
+                func, [value], out_ty=relax.TensorType(list(blocked_shape(out_shape, self.lanes)), "float32")
+            )
+        )
+        self.mark(var, out_shape)
+        return var
 
 
 def _func_name(node_name: str, kernel: Kernel) -> str:
@@ -235,7 +344,7 @@ def import_onnx(
 ):
     """Relax IRModule of `model` with static input shapes; `kernels` maps linear and Conv node names
     to their kernel; `target` (a TargetInfo) picks target kernels for other ops (attention);
-    `convs` (see `mark_private_ops`) says what each Conv kernel absorbs."""
+    `convs` (see `mark_private_ops`) says how each Conv kernel is called."""
     kernels = kernels or {}
     convs = convs or {}
     marked = mark_private_ops(model, set(kernels) - set(convs), bias_adds or set(), convs)

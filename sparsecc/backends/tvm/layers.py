@@ -124,6 +124,20 @@ class ConvLayer:
     epilogue: Epilogue
     residual: str | None = None  # the value added to Y (an Add after the Conv), when fused
     absorbed: tuple[str, ...] = ()  # the Add / Relu / Clip nodes the kernel applies (they pass Y on)
+    input: str = ""  # the value X
+    output: str = ""  # the value the kernel writes: Y, or the last absorbed node's output
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvCall:
+    """How the importer calls one Conv kernel: what it absorbs, and the layouts it reads and writes
+    (blocked: [N, C/L, H, W, L], see `layouts.py`; else NCHW)."""
+
+    residual: str | None
+    absorbed: tuple[str, ...]
+    out_shape: tuple[int, int, int, int]  # NCHW
+    blocked_input: bool = False
+    blocked_output: bool = False
 
 
 def _only_use(value: ir.Value, op_types: tuple[str, ...]) -> ir.Node | None:
@@ -148,8 +162,9 @@ def _clip_bounds(node: ir.Node) -> tuple[float, float] | None:
     return bounds[0], bounds[1]
 
 
-def _epilogue(conv: ir.Node, claimed: set[str]) -> tuple[Epilogue, str | None, tuple[str, ...]]:
-    """Conv -> [Add(residual)] -> [Relu | Clip with constant bounds]: what the kernel can apply.
+def _epilogue(conv: ir.Node, claimed: set[str]) -> tuple[Epilogue, str | None, tuple[str, ...], str]:
+    """Conv -> [Add(residual)] -> [Relu | Clip with constant bounds]: what the kernel can apply, and
+    the value it then writes.
 
     `claimed`: nodes another Conv's kernel applies already (two Convs meet at a ResNet block's Add)."""
     y, residual, absorbed = conv.outputs[0], None, []
@@ -169,7 +184,8 @@ def _epilogue(conv: ir.Node, claimed: set[str]) -> tuple[Epilogue, str | None, t
         activation, clip = "clip", bounds
     if activation != "none":
         absorbed.append(after.name)
-    return Epilogue(residual is not None, activation, clip), residual, tuple(absorbed)
+        y = after.outputs[0]
+    return Epilogue(residual is not None, activation, clip), residual, tuple(absorbed), y.name
 
 
 def _geometry(node: ir.Node, x_shape: tuple, out: int, kernel: tuple[int, int]) -> ConvGeometry:
@@ -221,8 +237,21 @@ def find_conv_layers(model: ir.Model, feeds: dict[str, np.ndarray]) -> list[Conv
     for node, (weight, bias, kernel, name) in found:
         if node.name not in shapes:
             continue
-        epilogue, residual, absorbed = _epilogue(node, claimed)
+        epilogue, residual, absorbed, output = _epilogue(node, claimed)
         claimed.update(absorbed)
         geometry = _geometry(node, shapes[node.name], weight.shape[0], kernel)
-        layers.append(ConvLayer(node.name, weight, bias, geometry, name, epilogue, residual, absorbed))
+        layers.append(
+            ConvLayer(
+                node.name,
+                weight,
+                bias,
+                geometry,
+                name,
+                epilogue,
+                residual,
+                absorbed,
+                node.inputs[0].name,
+                output,
+            )
+        )
     return layers

@@ -7,11 +7,14 @@ import dataclasses
 import logging
 
 import numpy as np
+import onnx_ir as ir
 
 from sparsecc.backends.tvm.kernels import Kernel
-from sparsecc.backends.tvm.kernels.conv_cpu import sparse_rows
+from sparsecc.backends.tvm.kernels.conv_blocked_cpu import channel_blocked_tiles, make_blocked_conv_kernel
+from sparsecc.backends.tvm.kernels.conv_cpu import make_conv_kernel, sparse_rows
 from sparsecc.backends.tvm.kernels.rules import make_kernel
-from sparsecc.backends.tvm.layers import ConvLayer, LinearLayer
+from sparsecc.backends.tvm.layers import ConvCall, ConvLayer, LinearLayer
+from sparsecc.backends.tvm.layouts import blocked_values
 from sparsecc.backends.tvm.target import TargetInfo
 from sparsecc.ops import CsrWeight, NmWeight
 
@@ -65,21 +68,24 @@ def measured_speedups(
     return speedups
 
 
-def select_conv_kernels(layers: list[ConvLayer], target: TargetInfo) -> dict[str, Kernel]:
-    """Node name -> the Conv kernel for it (CPU targets; on CUDA, Convs stay TVM's own).
+def select_conv_kernels(
+    model: ir.Model, layers: list[ConvLayer], target: TargetInfo
+) -> tuple[dict[str, Kernel], dict[str, ConvCall]]:
+    """Node name -> the Conv kernel for it, and how the importer calls it (CPU targets; on CUDA,
+    Convs stay TVM's own).
 
     A sparse weight runs sparse where the cost model says it pays at the layer's positions
-    (its GEMM rows), else dense; the kernel's reason says which and why.
+    (its GEMM rows), else dense; the kernel's reason says which and why. Dense Convs of whole
+    vectors of output channels run channel-blocked, the rest in NCHW (`layouts.py`).
     """
     from sparsecc.backends.tvm.cost import TvmCostModel
-    from sparsecc.backends.tvm.kernels.conv_cpu import make_conv_kernel
 
     if target.family == "cuda":
-        return {}
+        return {}, {}
     cost_model = TvmCostModel(target)
-    kernels = {}
+    chosen = {}
     for layer in layers:
-        weight, reason = layer.weight, "Conv kernel: GEMM over shifted rows of the padded NCHW input"
+        weight, reason = layer.weight, ""
         positions = layer.geometry.n * layer.geometry.out_h * layer.geometry.out_w
         if not isinstance(weight, np.ndarray):
             if isinstance(weight, NmWeight):  # N:M rows run as CSR: the kernel walks taps
@@ -89,20 +95,59 @@ def select_conv_kernels(layers: list[ConvLayer], target: TargetInfo) -> dict[str
                 reason = f"sparse Conv kernel ({estimate.reason})"
             else:
                 weight, reason = weight.to_dense(), f"{estimate.reason}, so it runs dense"
+        chosen[layer.node] = (weight, reason)
+    blocked_tiles = {
+        layer.node: tiles
+        for layer in layers
+        if isinstance(chosen[layer.node][0], np.ndarray)
+        and (tiles := channel_blocked_tiles(layer.geometry, target.lanes, target.vector_registers))
+    }
+    blocked = blocked_values(model, layers, set(blocked_tiles))
+    kernels, calls = {}, {}
+    for layer in layers:
+        weight, reason = chosen[layer.node]
         fmt = None if isinstance(weight, np.ndarray) else weight.format
         label = "conv_dense" if fmt is None else f"conv_{fmt.label.lower().replace(' ', '_')}"
-        kernel = make_conv_kernel(
-            weight,
-            layer.bias,
-            layer.geometry,
-            layer.epilogue,
-            target.lanes,
-            target.vector_registers,
-            target.num_cores,
-            f"{label}_{target.family}",
-        )
+        g = layer.geometry
+        if layer.node in blocked_tiles:
+            kernel = make_blocked_conv_kernel(
+                weight,
+                layer.bias,
+                g,
+                layer.epilogue,
+                target.lanes,
+                blocked_tiles[layer.node],
+                layer.input in blocked,
+                target.num_cores,
+                f"conv_dense_blocked_{target.family}",
+            )
+            reason = ", ".join(
+                filter(None, [reason, "Conv kernel: channel-blocked (NCHWc), output channels vectorised"])
+            )
+        else:
+            kernel = make_conv_kernel(
+                weight,
+                layer.bias,
+                g,
+                layer.epilogue,
+                target.lanes,
+                target.vector_registers,
+                target.num_cores,
+                f"{label}_{target.family}",
+            )
+            reason = reason or "Conv kernel: GEMM over shifted rows of the padded NCHW input"
         runs = "dense" if fmt is None else fmt.label
         kernels[layer.node] = dataclasses.replace(
-            kernel, m=positions, runs=runs, reason=f"{reason}; epilogue: {layer.epilogue.describe()}"
+            kernel,
+            m=g.n * g.out_h * g.out_w,
+            runs=runs,
+            reason=f"{reason}; epilogue: {layer.epilogue.describe()}",
         )
-    return kernels
+        calls[layer.node] = ConvCall(
+            layer.residual,
+            layer.absorbed,
+            (g.n, g.o, g.out_h, g.out_w),
+            blocked_input=layer.node in blocked_tiles and layer.input in blocked,
+            blocked_output=layer.node in blocked_tiles,
+        )
+    return kernels, calls

@@ -167,22 +167,3 @@ def test_positions_not_filling_tiles_are_not_written_past_y():
     got, want = run(g, weight(g))
     assert not np.isnan(got).any()
     assert_close(got, want)
-
-
-@pytest.mark.parametrize(
-    "g",
-    [
-        ConvGeometry(1, 32, 9, 11, 64, 3, 3, pads=(1, 1, 1, 1)),
-        ConvGeometry(2, 32, 12, 10, 64, 3, 3, pads=(2, 1, 2, 0), dilations=(2, 1)),
-        ConvGeometry(1, 16, 7, 7, 32, 5, 5, pads=(2, 2, 2, 2)),
-    ],
-    ids=["3x3", "dilated-asymmetric-batch2", "5x5"],
-)
-def test_channel_blocked_kernel_takes_dense_stride_1_convs(g):
-    """Dense, stride 1, k > 1, channels in whole vectors: the output-channel-vectorised kernel."""
-    b = RNG.standard_normal(g.o).astype(np.float32)
-    kernel = make_conv_kernel(
-        weight(g), b, g, Epilogue(), TARGET.lanes, TARGET.vector_registers, TARGET.num_cores, "conv_dense"
-    )
-    assert kernel.name == "conv_dense_blocked" and set(kernel.tiles) == {"OB", "PX"}
-    assert_close(*run(g, weight(g), epilogue=Epilogue(True, "relu")))

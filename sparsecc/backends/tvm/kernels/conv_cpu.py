@@ -223,7 +223,7 @@ def conv_operands(weight, geometry: ConvGeometry, rows: int) -> ConvOperands:
     )
 
 
-def _activation(epilogue: Epilogue):
+def activation_of(epilogue: Epilogue):
     from tvm.script import tirx as T
 
     if epilogue.activation == "relu":
@@ -290,7 +290,7 @@ def conv_func(
     shared = chunks > 1 and g.groups == 1
     outer = loop_kind(g.flops // 2 // max(n_img, 1) if dense else nnzb * rows * positions)
     residual_shape = (n_img, o_out, oh_out, ow_out) if epilogue.residual else (1,)
-    act = _activation(epilogue)
+    act = activation_of(epilogue)
     use_residual = epilogue.residual
 
     def p0(task):  # consecutive tasks share a tile of positions (its strip stays in cache)
@@ -503,18 +503,6 @@ def make_conv_kernel(
 ) -> Kernel:
     """The kernel for one Conv; `weight` is a dense W[O, K] or a SparseWeight over it."""
     rows = None
-    if isinstance(weight, np.ndarray) and tiles is None:
-        blocked = channel_blocked_tiles(geometry, lanes, registers)
-        if blocked is not None:
-            return make_channel_blocked_kernel(
-                weight,
-                bias,
-                geometry,
-                epilogue,
-                lanes,
-                blocked,
-                label.replace("conv_dense", "conv_dense_blocked"),
-            )
     if not isinstance(weight, np.ndarray):
         rows = sparse_rows(weight, 8)
     tiles = tiles or default_tiles(geometry, rows, lanes, registers)
@@ -539,134 +527,3 @@ def make_conv_kernel(
         {"MR": tiles.mr, "NV": tiles.nv},
         useful,
     )
-
-
-# Dense stride-1 kxk Convs (k > 1) run channel-blocked: vectorised over output channels, each input
-# pixel broadcast, no padded positions. Measured (2026-12-03, Xeon AVX-512, 2 threads,
-# /tmp/exp/nchwc2.py, taps outer and channels inner): 3x3 256->256 at 14x14 in 1.00 ms, 512->512 at
-# 7x7 1.24 ms and 64->64 at 56x56 0.97 ms, against 1.3-1.7 / 2.8 / 1.3-1.5 ms for the position-
-# vectorised kernel and 1.0-1.35 / 1.4-2.0 / 1.1-1.3 ms for onnxruntime.
-BLOCK_VECTORS = 2  # output-channel vectors per register tile
-TILE_PIXELS = (7, 6, 4)  # output pixels per register tile, the first that fits the registers
-
-
-def channel_blocked_tiles(geometry: ConvGeometry, lanes: int, registers: int) -> tuple[int, int] | None:
-    """(OB, PX) when the channel-blocked kernel takes this Conv and weight (dense), else None."""
-    g = geometry
-    if (
-        g.groups != 1
-        or g.strides != (1, 1)
-        or g.kh * g.kw == 1
-        or g.c % lanes
-        or g.o % (BLOCK_VECTORS * lanes)
-    ):
-        return None
-    for px in TILE_PIXELS:
-        if BLOCK_VECTORS * px + BLOCK_VECTORS + 1 <= registers and BLOCK_VECTORS * px * lanes * 4 < 1024:
-            return BLOCK_VECTORS, px
-    return None
-
-
-def channel_blocked_func(g: ConvGeometry, lanes: int, ob: int, px: int, epilogue: Epilogue):
-    """PrimFunc (X[N, C, H, W], Wt[O/L, kh, kw, C, L], bias[O], residual, Y[N, O, OH, OW])."""
-    from tvm.script import tirx as T
-
-    n_img, c_in, h_in, w_in, o_out = g.n, g.c, g.h, g.w, g.o
-    oh_out, ow_out, kh, kw = g.out_h, g.out_w, g.kh, g.kw
-    (dh, dw), pt, pl = g.dilations, g.pads[0], g.pads[1]
-    hp, wp = h_in + g.pads[0] + g.pads[2], w_in + g.pads[1] + g.pads[3] + px
-    blocks, column_tiles = o_out // lanes, -(-ow_out // px)
-    tasks = blocks // ob * oh_out * column_tiles
-    outer = loop_kind(g.flops // 2 // max(n_img, 1))
-    act, use_residual = _activation(epilogue), epilogue.residual
-    residual_shape = (n_img, o_out, oh_out, ow_out) if use_residual else (1,)
-
-    def block(task, b):
-        return task // (column_tiles * oh_out) * ob + b
-
-    def row(task):
-        return task // column_tiles % oh_out
-
-    def column(task, p):
-        return task % column_tiles * px + p
-
-    def result(value, rz, n, channel, oh, ow):
-        return act(value + rz[n, channel, oh, ow] if use_residual else value)
-
-    @T.prim_func
-    def kernel(
-        X: T.Buffer((n_img, c_in, h_in, w_in), "float32"),
-        Wt: T.Buffer((blocks, kh, kw, c_in, lanes), "float32"),
-        bias: T.Buffer((o_out,), "float32"),
-        RZ: T.Buffer(residual_shape, "float32"),
-        Y: T.Buffer((n_img, o_out, oh_out, ow_out), "float32"),
-    ):
-        T.func_attr({"tirx.noalias": True, "global_symbol": "main", "tirx.is_scheduled": True})
-        XP = T.alloc_buffer((c_in // lanes, hp, wp, lanes), "float32")
-        for n in T.serial(n_img):
-            for cb in outer(c_in // lanes):  # X in channel blocks, zero-padded
-                for hh, ww in T.grid(hp, wp):
-                    for lane in T.serial(lanes):
-                        XP[cb, hh, ww, lane] = T.if_then_else(
-                            hh >= pt and hh < pt + h_in and ww >= pl and ww < pl + w_in,
-                            X[
-                                n,
-                                cb * lanes + lane,
-                                T.min(T.max(hh - pt, 0), h_in - 1),
-                                T.min(T.max(ww - pl, 0), w_in - 1),
-                            ],
-                            T.float32(0),
-                        )
-            for task in outer(tasks):
-                acc = T.alloc_buffer((ob, px, lanes), "float32")
-                for b in T.unroll(ob):
-                    for p in T.unroll(px):
-                        for lane in T.vectorized(lanes):
-                            acc[b, p, lane] = bias[block(task, b) * lanes + lane]
-                for i, j, c in T.grid(kh, kw, c_in):
-                    for b in T.unroll(ob):
-                        for p in T.unroll(px):
-                            for lane in T.vectorized(lanes):
-                                acc[b, p, lane] = (
-                                    acc[b, p, lane]
-                                    + XP[c // lanes, row(task) + i * dh, column(task, p) + j * dw, c % lanes]
-                                    * Wt[block(task, b), i, j, c, lane]
-                                )
-                for b in T.unroll(ob):
-                    for p in T.unroll(px):
-                        # the tile is read by vector loads only (a scalar read would spill it); its
-                        # lanes go to 16 channels of Y one by one
-                        lanes_out = T.alloc_buffer((lanes,), "float32")
-                        for lane in T.vectorized(lanes):
-                            lanes_out[lane] = acc[b, p, lane]
-                        if column(task, p) < ow_out:
-                            for lane in T.serial(lanes):
-                                Y[n, block(task, b) * lanes + lane, row(task), column(task, p)] = result(
-                                    lanes_out[lane],
-                                    RZ,
-                                    n,
-                                    block(task, b) * lanes + lane,
-                                    row(task),
-                                    column(task, p),
-                                )
-
-    return kernel
-
-
-def make_channel_blocked_kernel(
-    w: np.ndarray,
-    bias,
-    geometry: ConvGeometry,
-    epilogue: Epilogue,
-    lanes: int,
-    tiles: tuple[int, int],
-    label: str,
-) -> Kernel:
-    g = geometry
-    ob, px = tiles
-    packed = np.ascontiguousarray(
-        np.asarray(w, np.float32).reshape(g.o // lanes, lanes, g.c, g.kh, g.kw).transpose(0, 3, 4, 2, 1)
-    )
-    bias = np.zeros(g.o, np.float32) if bias is None else np.asarray(bias, np.float32)
-    func = channel_blocked_func(g, lanes, ob, px, epilogue)
-    return Kernel(label, func, [packed, bias], {"OB": ob, "PX": px}, g.flops)
