@@ -280,23 +280,35 @@ class BlockedValues:
         return var
 
     def max_pool(self, value, attrs: dict):
-        """MaxPool of a blocked value with the blocked kernel (None when `value` is NCHW, or the
-        kernel does not take these attributes)."""
-        from tvm import relax
+        """MaxPool with our kernel: vectorised over channels when `value` is blocked, one channel
+        per lane otherwise (NCHW viewed as [N, C, H, W, 1]); None when the kernel does not take
+        these attributes, or the value is not a static 4-D float tensor (TVM's MaxPool then)."""
+        from tvm import relax, tirx
 
-        if not self.is_blocked(value):
-            return None
         attributes = {k: v for k, v in attrs.items() if k != "tvm_custom"}
-        geometry = PoolGeometry.of(self._nchw[value], attributes)
+        if self.is_blocked(value):
+            shape, lanes = self._nchw[value], self.lanes
+        else:
+            if not isinstance(value, relax.Expr) or not isinstance(value.ty, relax.TensorType):
+                return None
+            if value.ty.dtype != "float32" or value.ty.ndim != 4 or value.ty.shape is None:
+                return None
+            if not all(isinstance(d, tirx.IntImm) for d in value.ty.shape):
+                return None
+            shape, lanes = tuple(int(d) for d in value.ty.shape), 1
+        geometry = PoolGeometry.of(shape, attributes)
         if geometry is None:
             return None
         out_shape = (geometry.n, geometry.c, geometry.out_h, geometry.out_w)
-        func = self._add(max_pool_blocked_func(geometry, self.lanes), "max_pool_blocked")
+        func = self._add(max_pool_blocked_func(geometry, lanes), "max_pool")
+        x = value if lanes > 1 else self.bb.emit(relax.op.reshape(value, (*shape, 1)))
         var = self.bb.emit(
             relax.call_tir(
-                func, [value], out_ty=relax.TensorType(list(blocked_shape(out_shape, self.lanes)), "float32")
+                func, [x], out_ty=relax.TensorType(list(blocked_shape(out_shape, lanes)), "float32")
             )
         )
+        if lanes == 1:
+            return self.bb.emit(relax.op.reshape(var, out_shape))
         self.mark(var, out_shape)
         return var
 

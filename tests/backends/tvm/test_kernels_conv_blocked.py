@@ -136,13 +136,16 @@ def onnxruntime_max_pool(x, attributes):
     ],
     ids=["resnet-stem", "dilated-asymmetric", "no-pads"],
 )
-def test_blocked_max_pool_matches_onnxruntime(attributes):
+def test_max_pool_matches_onnxruntime(attributes):
+    """Blocked, and NCHW as one channel per lane ([N, C, H, W, 1])."""
     shape = (2, 2 * LANES, 9, 8)
     x = RNG.standard_normal(shape).astype(np.float32)
     g = PoolGeometry.of(shape, attributes)
     want = onnxruntime_max_pool(x, attributes)
     got = call(max_pool_blocked_func(g, LANES), to_blocked(x), out_shape=blocked_shape(want.shape, LANES))
     np.testing.assert_array_equal(to_planar(got, shape[1]), want)
+    planar = call(max_pool_blocked_func(g, 1), x[..., None], out_shape=(*want.shape, 1))
+    np.testing.assert_array_equal(planar[..., 0], want)
 
 
 def test_max_pool_modes_the_blocked_kernel_leaves_to_tvm():

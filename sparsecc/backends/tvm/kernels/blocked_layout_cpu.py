@@ -120,7 +120,8 @@ def pool_supported(attributes: dict) -> bool:
 
 
 def max_pool_blocked_func(g: PoolGeometry, lanes: int):
-    """PrimFunc (X[N, C/L, H, W, L], Y[N, C/L, OH, OW, L]): windows clipped to the input."""
+    """PrimFunc (X[N, C/L, H, W, L], Y[N, C/L, OH, OW, L]): windows clipped to the input. With
+    L = 1 it pools an NCHW tensor (viewed with a unit last axis) one channel at a time."""
     from tvm.script import tirx as T
 
     blocks = -(-g.c // lanes)

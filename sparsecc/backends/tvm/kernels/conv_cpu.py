@@ -129,6 +129,16 @@ def positions_padded(positions: int, nr: int) -> int:
 
 
 MAX_ROWS = 14  # per register tile: with 2 vectors of positions, 14 x 2 + 3 registers of AVX-512's 32
+VECTORS = (4, 3, 2, 1)  # vectors of positions per register tile, the candidates
+# A CSR row (one output) on a 1x1 Conv of this many input channels or more runs one vector of
+# positions per tile; else 2 or 4 (measured 2026-12-03, Xeon AVX-512, 2 threads, 90% random
+# weights, /tmp/exp/ab_csr.py: 1x1 512->128 at 28x28 in 0.21 ms with one vector, 0.31 with two
+# and 0.36 with four; 1x1 256->64 at 56x56 0.36 / 0.25 / 0.24; 3x3 256->256 at 14x14 0.73 /
+# 0.57 / 0.60): one vector keeps the tile's strip (C x L floats) in L1 for wide inputs.
+CSR_ONE_VECTOR_CHANNELS = 512
+# cycles before an FMA's result feeds the next: a tile of fewer than 2 x this many accumulators
+# waits on its own chain (a CSR row is one output: 1 x NV accumulators)
+FMA_LATENCY = 4
 
 
 def default_tiles(geometry: ConvGeometry, rows: int | None, lanes: int, registers: int) -> ConvTiles:
@@ -136,22 +146,28 @@ def default_tiles(geometry: ConvGeometry, rows: int | None, lanes: int, register
     the copy of X when a 1x1 Conv's positions do not fill whole tiles (otherwise it reads X in place).
 
     Per tap a tile issues NV loads and MR broadcasts (memory operands) for MR x NV FMAs, two of
-    each per cycle, so a tile costs max(MR x NV, MR + NV) / (MR x NV) per useful FMA; positions
-    are padded to whole tiles. MR divides the group's outputs (or is `rows`, a block height).
+    each per cycle, and waits for the last tap's FMAs (FMA_LATENCY), so a tile costs
+    max(MR x NV, MR + NV, 2 x FMA_LATENCY) / (MR x NV) per useful FMA; positions are padded to
+    whole tiles. MR divides the group's outputs (or is `rows`, a block height).
     The accumulators take two buffers of under 1 KiB each (a larger stack buffer lands on the
     heap; docs/tvm-notes.md) and MR x NV + NV + 1 registers.
     """
     per_group = geometry.o // geometry.groups
     fmas_per_position = geometry.o * geometry.taps / lanes / 2  # cycles of one position's FMAs, 2 per cycle
     best = None
-    for nv in (4, 3, 2, 1):
+    candidates = VECTORS
+    if rows == 1:
+        wide = geometry.kh * geometry.kw == 1 and geometry.c // geometry.groups >= CSR_ONE_VECTOR_CHANNELS
+        candidates = (1,) if wide else (4, 2)
+    for nv in candidates:
         padded = positions_padded(geometry.positions, nv * lanes)
         limit = min((registers - nv - 1) // nv, 2 * (1020 // (nv * lanes * 4)), MAX_ROWS)
         heights = [rows] if rows is not None else [m for m in range(limit, 0, -1) if per_group % m == 0]
         for mr in (m for m in heights if m <= limit):
-            cost = padded * max(mr * nv, mr + nv) / (mr * nv) * (1 + 1 / (mr * nv)) * fmas_per_position
+            slots = max(mr * nv, mr + nv, 2 * FMA_LATENCY)
+            cost = padded * slots / (mr * nv) * (1 + 1 / (mr * nv)) * fmas_per_position
             if geometry.direct and padded != geometry.positions:
-                cost += 2 * geometry.c * geometry.h * geometry.w  # X copied to XB (scalar), not used in place
+                cost += geometry.c * geometry.h * geometry.w / lanes  # X copied to XB, not used in place
             if best is None or cost < best[0]:
                 best = (cost, ConvTiles(mr, nv))
     if best is None:
@@ -273,6 +289,7 @@ def conv_func(
     pt, pl = g.pads[0], g.pads[1]
     image = c_in * h_in * w_in
     alias_x = g.direct and padded == positions  # XB is X: no copy at all
+    copy_flat = g.direct and not alias_x  # XB is X with zeros past its end
     # a 1x1 Conv reads one phase: only it is written (a strided 1x1 Conv subsamples X)
     one_phase = g.kh == g.kw == 1
     written = c_in * plane if one_phase else sh * sw * c_in * plane
@@ -281,6 +298,7 @@ def conv_func(
     n_strip_rows = operands.strip_rows.shape[0]
     half_a = -(-rows // 2)
     half_b = rows - half_a
+    pairs = rows == 1  # one FMA chain per vector is latency-bound: two, over alternate non-zeros
     tiles_p = padded // nr
     chunks = min(block_rows, max(1, -(-TASKS_PER_CORE * cores // tiles_p)))
     per_chunk = -(-block_rows // chunks)
@@ -362,7 +380,17 @@ def conv_func(
         XB = T.alloc_buffer((1 if alias_x else xb_len,), "float32")
         XSG = T.alloc_buffer((tiles_p * all_taps if shared else 1, nr), "float32")
         for n in T.serial(n_img):
-            if not alias_x:
+            if copy_flat:  # X itself, then zeros to the last tile's end: copied in parallel runs
+                for e0 in outer(image // ZERO_RUN):
+                    for e1 in T.vectorized(ZERO_RUN):
+                        XB[e0 * ZERO_RUN + e1] = XF[n * image + e0 * ZERO_RUN + e1]
+                for e in T.serial(xb_len - image // ZERO_RUN * ZERO_RUN):
+                    XB[image // ZERO_RUN * ZERO_RUN + e] = T.if_then_else(
+                        image // ZERO_RUN * ZERO_RUN + e < image,
+                        XF[n * image + T.min(image // ZERO_RUN * ZERO_RUN + e, image - 1)],
+                        T.float32(0),
+                    )
+            elif not alias_x:
                 for e0 in outer(xb_len // ZERO_RUN):  # the padding: zeroed in parallel runs
                     for e1 in T.vectorized(ZERO_RUN):
                         XB[e0 * ZERO_RUN + e1] = T.float32(0)
@@ -425,7 +453,47 @@ def conv_func(
                         for v in T.unroll(nv):
                             for t in T.vectorized(lanes):
                                 acc_b[r, v * lanes + t] = bias[br(task, b) * rows + half_a + r]
-                    for e in T.serial(count(row_ptr, task, b)):
+                    if pairs:  # one output row: odd non-zeros into acc_b, a second FMA chain
+                        for v in T.unroll(nv):
+                            for t in T.vectorized(lanes):
+                                acc_b[0, v * lanes + t] = T.float32(0)
+                        for e in T.serial(count(row_ptr, task, b) // 2):
+                            for v in T.unroll(nv):
+                                for t in T.vectorized(lanes):
+                                    acc_a[0, v * lanes + t] = acc_a[0, v * lanes + t] + values[
+                                        first(row_ptr, task, b) + 2 * e, 0
+                                    ] * strip(
+                                        XS,
+                                        XSG,
+                                        task,
+                                        strip_row(strip_rows, row_ptr, task, b, 2 * e),
+                                        v * lanes + t,
+                                    )
+                            for v in T.unroll(nv):
+                                for t in T.vectorized(lanes):
+                                    acc_b[0, v * lanes + t] = acc_b[0, v * lanes + t] + values[
+                                        first(row_ptr, task, b) + 2 * e + 1, 0
+                                    ] * strip(
+                                        XS,
+                                        XSG,
+                                        task,
+                                        strip_row(strip_rows, row_ptr, task, b, 2 * e + 1),
+                                        v * lanes + t,
+                                    )
+                        for v in T.unroll(nv):
+                            for t in T.vectorized(lanes):
+                                if count(row_ptr, task, b) % 2 == 1:
+                                    acc_b[0, v * lanes + t] = acc_b[0, v * lanes + t] + values[
+                                        first(row_ptr, task, b) + count(row_ptr, task, b) - 1, 0
+                                    ] * strip(
+                                        XS,
+                                        XSG,
+                                        task,
+                                        strip_row(strip_rows, row_ptr, task, b, count(row_ptr, task, b) - 1),
+                                        v * lanes + t,
+                                    )
+                                acc_a[0, v * lanes + t] = acc_a[0, v * lanes + t] + acc_b[0, v * lanes + t]
+                    for e in T.serial(0 if pairs else count(row_ptr, task, b)):
                         for r in T.unroll(half_a):
                             for v in T.unroll(nv):
                                 for t in T.vectorized(lanes):
