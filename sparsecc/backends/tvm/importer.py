@@ -124,7 +124,8 @@ def _importer_class():
             self.kernels = kernels  # node name -> the kernel chosen for it
             self.target = target  # TargetInfo, or None: no target-specific kernels (attention decomposed)
             self.tuner = tuner  # tuning.KernelTuner when tune=N: it picks attention's tiles
-            self.layouts = BlockedValues(self.bb, target.lanes if target is not None else 1)
+            cpu = target is not None and target.family != "cuda"
+            self.layouts = BlockedValues(self.bb, target.lanes if cpu else 1, cpu)
 
         def _check_for_unsupported_ops(self, graph):
             known = onnx_frontend._get_convert_map()
@@ -228,8 +229,9 @@ class BlockedValues:
     """The Relax values the graph holds channel-blocked ([N, C/L, H, W, L], `layouts.py`), and the
     conversions between layouts, each emitted once per value."""
 
-    def __init__(self, bb, lanes: int):
+    def __init__(self, bb, lanes: int, cpu: bool):
         self.bb, self.lanes = bb, lanes
+        self.cpu = cpu  # the pool kernel is a CPU kernel
         self._nchw: dict = {}  # blocked Var -> its NCHW shape
         self._planar: dict = {}  # blocked Var -> its NCHW copy
         self._blocked: dict = {}  # NCHW value -> its blocked copy
@@ -286,6 +288,8 @@ class BlockedValues:
         from tvm import relax, tirx
 
         attributes = {k: v for k, v in attrs.items() if k != "tvm_custom"}
+        if not self.cpu:
+            return None
         if self.is_blocked(value):
             shape, lanes = self._nchw[value], self.lanes
         else:
