@@ -56,7 +56,11 @@ GEOMETRIES = {
     ),
     "one-vector-of-outputs": ConvGeometry(1, LANES, 5, 6, LANES, 3, 3, strides=(1, 2), pads=(1, 1, 1, 1)),
     "narrow-rows": ConvGeometry(1, LANES, 4, 3, 2 * LANES, 3, 3, pads=(1, 1, 1, 1)),
+    # weights past L1 per tile: rows per task, the weight walked in chunks, partial sums
+    "chunked-3x3": ConvGeometry(1, 8 * LANES, 9, 14, 2 * LANES, 3, 3, pads=(1, 1, 1, 1)),
+    "chunked-1x1-stride2": ConvGeometry(1, 80 * LANES, 10, 14, 4 * LANES, 1, 1, strides=(2, 2)),
 }
+CHUNKED = {"chunked-3x3", "chunked-1x1-stride2"}
 
 
 @pytest.mark.parametrize("input_blocked", [True, False], ids=["blocked-in", "nchw-in"])
@@ -70,6 +74,7 @@ def test_blocked_conv_matches_onnxruntime(name, input_blocked):
     x = RNG.standard_normal((g.n, g.c, g.h, g.w)).astype(np.float32)
     residual = RNG.standard_normal((g.n, g.o, g.out_h, g.out_w)).astype(np.float32)
     tiles = channel_blocked_tiles(g, LANES, TARGET.vector_registers)
+    assert (tiles.rows_per_task > 0) == (name in CHUNKED), tiles
     kernel = make_blocked_conv_kernel(w, b, g, epilogue, LANES, tiles, input_blocked, TARGET.num_cores, "k")
     got = call(
         kernel.prim_func,

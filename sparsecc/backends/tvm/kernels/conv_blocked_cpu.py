@@ -16,6 +16,8 @@ see `channel_blocked_tiles` and docs/architecture.md.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from sparsecc.backends.tvm.kernels import Kernel, loop_kind
@@ -23,6 +25,12 @@ from sparsecc.backends.tvm.kernels.conv_cpu import ConvGeometry, Epilogue, activ
 
 BLOCK_VECTORS = (2, 1)  # output-channel vectors per register tile, the first that divides O / L
 TILE_PIXELS = (7, 6, 4)  # output pixels per register tile, the first that fits the registers
+# Chunked walk of the weight (measured 2026-12-03, Xeon AVX-512, 2 threads, ResNet-50 dense,
+# /tmp/exp/ab_model.py, one interleaved run: 55.3 / 61.2 ms against 61.7 / 64.5 ms unchunked;
+# chunking from 8 KiB of weight per tile instead of 32 KiB lost: 64.3 ms)
+CHUNK_WEIGHT_BYTES = 32 * 1024
+CHUNK_SUMS_BYTES = 32 * 1024
+CHUNK_BLOCKS = 8
 
 
 def blocked_shape(shape: tuple[int, ...], lanes: int) -> tuple[int, ...]:
@@ -31,9 +39,21 @@ def blocked_shape(shape: tuple[int, ...], lanes: int) -> tuple[int, ...]:
     return (n, -(-c // lanes), h, w, lanes)
 
 
-def channel_blocked_tiles(geometry: ConvGeometry, lanes: int, registers: int) -> tuple[int, int] | None:
-    """(OB, PX) when a dense Conv of this shape runs channel-blocked, else None (grouped Convs, and
-    output channels that are not whole vectors, run in NCHW)."""
+@dataclasses.dataclass(frozen=True)
+class BlockedTiles:
+    ob: int  # vectors of output channels per register tile
+    px: int  # output pixels per register tile (of one row)
+    rows_per_task: int = 0  # > 0: tasks of OB blocks x this many rows, the weight walked in chunks
+    chunk_blocks: int = 1  # blocks of input channels per chunk (of one tap)
+
+
+def channel_blocked_tiles(geometry: ConvGeometry, lanes: int, registers: int) -> BlockedTiles | None:
+    """The tiles when a dense Conv of this shape runs channel-blocked, else None (grouped Convs,
+    and output channels that are not whole vectors, run in NCHW).
+
+    A tile of PX pixels reads its OB blocks' whole weight (taps x C x OB vectors); past
+    CHUNK_WEIGHT_BYTES (out of L1) the task takes rows of the output (partial sums within
+    CHUNK_SUMS_BYTES) and walks the weight in chunks of CHUNK_BLOCKS blocks of input channels."""
     g = geometry
     if g.groups != 1 or g.o % lanes:
         return None
@@ -42,16 +62,26 @@ def channel_blocked_tiles(geometry: ConvGeometry, lanes: int, registers: int) ->
         # OB x PX accumulators, OB weight vectors and a broadcast pixel in registers; the
         # accumulators under 1 KiB, or they leave the stack for heap workspace (docs/tvm-notes.md)
         if ob * px + ob + 1 <= registers and ob * px * lanes * 4 < 1024:
-            return ob, min(px, g.out_w)
+            px = min(px, g.out_w)
+            vector = lanes * 4
+            if g.out_w % px or g.c % lanes or g.taps * ob * vector <= CHUNK_WEIGHT_BYTES:
+                return BlockedTiles(ob, px)
+            rows = max(1, min(g.out_h, CHUNK_SUMS_BYTES // (ob * g.out_w * vector)))
+            chunk = next(v for v in (CHUNK_BLOCKS, 4, 2, 1) if (g.c // lanes) % v == 0)
+            return BlockedTiles(ob, px, rows, chunk)
     return None
 
 
 def blocked_conv_func(
-    g: ConvGeometry, lanes: int, ob: int, px: int, epilogue: Epilogue, input_blocked: bool, cores: int
+    g: ConvGeometry, lanes: int, tiles: BlockedTiles, epilogue: Epilogue, input_blocked: bool, cores: int
 ):
     """PrimFunc (X, Wt[O/L, kh, kw, C, L], bias[O], residual, Y[N, O/L, OH, OW, L]).
 
-    X is [N, C/L, H, W, L] when `input_blocked`, else NCHW; the residual has Y's shape."""
+    X is [N, C/L, H, W, L] when `input_blocked`, else NCHW; the residual has Y's shape.
+    `tiles.rows_per_task` > 0 (OW a multiple of PX): a task is OB blocks x that many output rows,
+    and walks the weight in chunks of one tap x `tiles.chunk_blocks` blocks of input channels over
+    all its pixels, partial sums in a buffer: the chunk stays in L1, where otherwise each tile of
+    PX pixels streams its blocks' whole weight from L2."""
     from tvm import tirx
     from tvm.script import tirx as T
 
@@ -59,15 +89,19 @@ def blocked_conv_func(
     oh_out, ow_out, kh, kw = g.out_h, g.out_w, g.kh, g.kw
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = g.strides, g.dilations, g.pads
     in_blocks, blocks = -(-c_in // lanes), o_out // lanes
-    unrolled = lanes if c_in % lanes == 0 else 1
+    # channels per unrolled step: a whole block (constant offsets), or all of a few (an RGB input)
+    unrolled = lanes if c_in % lanes == 0 else (c_in if c_in < lanes else 1)
     copy = not input_blocked or any(g.pads)  # else X is read in place
     hp, wp = (h_in + pt + pb, w_in + pl + pr) if copy else (1, 1)
+    ob, px, rt, cbs = tiles.ob, tiles.px, tiles.rows_per_task, tiles.chunk_blocks
     column_tiles = -(-ow_out // px)
     half_a = -(-ob // 2)
     half_b = ob - half_a
     tasks = blocks // ob * oh_out * column_tiles
+    row_groups = -(-oh_out // rt) if rt > 0 else 1
+    chunks = c_in // unrolled // cbs if rt > 0 else 1
     outer = loop_kind(g.flops // 2 // max(n_img, 1))
-    copy_loop = loop_kind(in_blocks * hp * wp * lanes)
+    copy_loop = loop_kind(c_in * hp * wp)
     act, use_residual = activation_of(epilogue), epilogue.residual
     x_shape = (n_img, in_blocks, h_in, w_in, lanes) if input_blocked else (n_img, c_in, h_in, w_in)
     y_shape = (n_img, blocks, oh_out, ow_out, lanes)
@@ -89,6 +123,17 @@ def blocked_conv_func(
             return xp[c // lanes, hh, ww, c % lanes]
         return x[n, c // lanes, hh, ww, c % lanes]
 
+    def group_pixel(x, xp, n, c, task, r, col, i, j):  # `pixel`, for row r of a task's rows
+        hh, ww = (task % row_groups * rt + r) * sh + i * dh, col * sw + j * dw
+        if copy:
+            return xp[c // lanes, hh, ww, c % lanes]
+        return x[n, c // lanes, hh, ww, c % lanes]
+
+    def group_result(value, rz, n, out_block, oh, ow, lane):
+        if use_residual:
+            return act(value + rz[n, out_block, oh, ow, lane])
+        return act(value)
+
     def result(value, rz, n, out_block, task, p, lane):
         if use_residual:
             return act(value + rz[n, out_block, row(task), column(task, p), lane])
@@ -99,16 +144,6 @@ def blocked_conv_func(
 
     def clamp(v, size):
         return T.min(T.max(v, 0), size - 1)
-
-    def source(x, n, cb, lane, hh, ww):  # the padded copy's element, from X in its own layout
-        if input_blocked:
-            return x[n, cb, clamp(hh - pt, h_in), clamp(ww - pl, w_in), lane]
-        return x[n, T.min(cb * lanes + lane, c_in - 1), clamp(hh - pt, h_in), clamp(ww - pl, w_in)]
-
-    def real(cb, lane, hh, ww):
-        if input_blocked:
-            return inside(hh, ww)
-        return tirx.all(inside(hh, ww), cb * lanes + lane < c_in)
 
     @T.prim_func
     def kernel(
@@ -121,58 +156,156 @@ def blocked_conv_func(
         T.func_attr({"tirx.noalias": True, "global_symbol": "main", "tirx.is_scheduled": True})
         XP = T.alloc_buffer((in_blocks if copy else 1, hp, wp, lanes), "float32")
         for n in T.serial(n_img):
-            if copy:  # zero-padded, blocked
+            if copy and input_blocked:  # zero-padded
                 for job in copy_loop(in_blocks * hp):
                     for ww in T.serial(wp):
-                        for lane in T.vectorized(lanes) if input_blocked else T.serial(lanes):
+                        for lane in T.vectorized(lanes):
                             XP[job // hp, job % hp, ww, lane] = T.if_then_else(
-                                real(job // hp, lane, job % hp, ww),
-                                source(X, n, job // hp, lane, job % hp, ww),
+                                inside(job % hp, ww),
+                                X[n, job // hp, clamp(job % hp - pt, h_in), clamp(ww - pl, w_in), lane],
                                 T.float32(0),
                             )
-            for task in outer(tasks):
-                # two accumulator buffers, each under 1 KiB, or they leave the stack (and registers)
-                acc_a = T.alloc_buffer((half_a, px, lanes), "float32")
-                acc_b = T.alloc_buffer((max(half_b, 1), px, lanes), "float32")
-                for b in T.unroll(half_a):
-                    for p in T.unroll(px):
+            elif copy:  # from NCHW, zero-padded; only real channels (the kernel reads no other lane)
+                for job in copy_loop(c_in * hp):
+                    for ww in T.serial(wp):
+                        XP[job // hp // lanes, job % hp, ww, job // hp % lanes] = T.if_then_else(
+                            inside(job % hp, ww),
+                            X[n, job // hp, clamp(job % hp - pt, h_in), clamp(ww - pl, w_in)],
+                            T.float32(0),
+                        )
+            if rt > 0:
+                for task in outer(blocks // ob * row_groups):
+                    ACC = T.alloc_buffer((ob, rt, ow_out, lanes), "float32")
+                    for b, r, col in T.grid(ob, rt, ow_out):
                         for lane in T.vectorized(lanes):
-                            acc_a[b, p, lane] = bias[block(task, b) * lanes + lane]
-                for b in T.unroll(half_b):
-                    for p in T.unroll(px):
+                            ACC[b, r, col, lane] = bias[(task // row_groups * ob + b) * lanes + lane]
+                    for i, j, k in T.grid(kh, kw, chunks):
+                        for r, ct in T.grid(T.min(rt, oh_out - task % row_groups * rt), column_tiles):
+                            acc_a = T.alloc_buffer((half_a, px, lanes), "float32")
+                            acc_b = T.alloc_buffer((max(half_b, 1), px, lanes), "float32")
+                            for b in T.unroll(half_a):
+                                for p in T.unroll(px):
+                                    for lane in T.vectorized(lanes):
+                                        acc_a[b, p, lane] = ACC[b, r, ct * px + p, lane]
+                            for b in T.unroll(half_b):
+                                for p in T.unroll(px):
+                                    for lane in T.vectorized(lanes):
+                                        acc_b[b, p, lane] = ACC[half_a + b, r, ct * px + p, lane]
+                            for cb in T.serial(cbs):
+                                for cu in T.unroll(unrolled):
+                                    for b in T.unroll(half_a):
+                                        for p in T.unroll(px):
+                                            for lane in T.vectorized(lanes):
+                                                acc_a[b, p, lane] = (
+                                                    acc_a[b, p, lane]
+                                                    + group_pixel(
+                                                        X,
+                                                        XP,
+                                                        n,
+                                                        (k * cbs + cb) * unrolled + cu,
+                                                        task,
+                                                        r,
+                                                        ct * px + p,
+                                                        i,
+                                                        j,
+                                                    )
+                                                    * Wt[
+                                                        task // row_groups * ob + b,
+                                                        i,
+                                                        j,
+                                                        (k * cbs + cb) * unrolled + cu,
+                                                        lane,
+                                                    ]
+                                                )
+                                    for b in T.unroll(half_b):
+                                        for p in T.unroll(px):
+                                            for lane in T.vectorized(lanes):
+                                                acc_b[b, p, lane] = (
+                                                    acc_b[b, p, lane]
+                                                    + group_pixel(
+                                                        X,
+                                                        XP,
+                                                        n,
+                                                        (k * cbs + cb) * unrolled + cu,
+                                                        task,
+                                                        r,
+                                                        ct * px + p,
+                                                        i,
+                                                        j,
+                                                    )
+                                                    * Wt[
+                                                        task // row_groups * ob + half_a + b,
+                                                        i,
+                                                        j,
+                                                        (k * cbs + cb) * unrolled + cu,
+                                                        lane,
+                                                    ]
+                                                )
+                            for b in T.unroll(half_a):
+                                for p in T.unroll(px):
+                                    for lane in T.vectorized(lanes):
+                                        ACC[b, r, ct * px + p, lane] = acc_a[b, p, lane]
+                            for b in T.unroll(half_b):
+                                for p in T.unroll(px):
+                                    for lane in T.vectorized(lanes):
+                                        ACC[half_a + b, r, ct * px + p, lane] = acc_b[b, p, lane]
+                    for b, r, col in T.grid(ob, T.min(rt, oh_out - task % row_groups * rt), ow_out):
                         for lane in T.vectorized(lanes):
-                            acc_b[b, p, lane] = bias[block(task, half_a + b) * lanes + lane]
-                # taps outer, channels inner; a whole block of channels unrolled (constant offsets)
-                for i, j, cb in T.grid(kh, kw, c_in // unrolled):
-                    for cu in T.unroll(unrolled):
-                        for b in T.unroll(half_a):
-                            for p in T.unroll(px):
-                                for lane in T.vectorized(lanes):
-                                    acc_a[b, p, lane] = (
-                                        acc_a[b, p, lane]
-                                        + pixel(X, XP, n, cb * unrolled + cu, task, p, i, j)
-                                        * Wt[block(task, b), i, j, cb * unrolled + cu, lane]
-                                    )
-                        for b in T.unroll(half_b):
-                            for p in T.unroll(px):
-                                for lane in T.vectorized(lanes):
-                                    acc_b[b, p, lane] = (
-                                        acc_b[b, p, lane]
-                                        + pixel(X, XP, n, cb * unrolled + cu, task, p, i, j)
-                                        * Wt[block(task, half_a + b), i, j, cb * unrolled + cu, lane]
-                                    )
-                for b in T.unroll(half_a):
-                    for p in T.unroll(px):
-                        for lane in T.vectorized(lanes):
-                            Y[n, block(task, b), row(task), column(task, p), lane] = result(
-                                acc_a[b, p, lane], RZ, n, block(task, b), task, p, lane
+                            Y[n, task // row_groups * ob + b, task % row_groups * rt + r, col, lane] = (
+                                group_result(
+                                    ACC[b, r, col, lane],
+                                    RZ,
+                                    n,
+                                    task // row_groups * ob + b,
+                                    task % row_groups * rt + r,
+                                    col,
+                                    lane,
+                                )
                             )
-                for b in T.unroll(half_b):
-                    for p in T.unroll(px):
-                        for lane in T.vectorized(lanes):
-                            Y[n, block(task, half_a + b), row(task), column(task, p), lane] = result(
-                                acc_b[b, p, lane], RZ, n, block(task, half_a + b), task, p, lane
-                            )
+            else:
+                for task in outer(tasks):
+                    # two accumulator buffers, each under 1 KiB, or they leave the stack (and registers)
+                    acc_a = T.alloc_buffer((half_a, px, lanes), "float32")
+                    acc_b = T.alloc_buffer((max(half_b, 1), px, lanes), "float32")
+                    for b in T.unroll(half_a):
+                        for p in T.unroll(px):
+                            for lane in T.vectorized(lanes):
+                                acc_a[b, p, lane] = bias[block(task, b) * lanes + lane]
+                    for b in T.unroll(half_b):
+                        for p in T.unroll(px):
+                            for lane in T.vectorized(lanes):
+                                acc_b[b, p, lane] = bias[block(task, half_a + b) * lanes + lane]
+                    # taps outer, channels inner; a whole block of channels unrolled (constant offsets)
+                    for i, j, cb in T.grid(kh, kw, c_in // unrolled):
+                        for cu in T.unroll(unrolled):
+                            for b in T.unroll(half_a):
+                                for p in T.unroll(px):
+                                    for lane in T.vectorized(lanes):
+                                        acc_a[b, p, lane] = (
+                                            acc_a[b, p, lane]
+                                            + pixel(X, XP, n, cb * unrolled + cu, task, p, i, j)
+                                            * Wt[block(task, b), i, j, cb * unrolled + cu, lane]
+                                        )
+                            for b in T.unroll(half_b):
+                                for p in T.unroll(px):
+                                    for lane in T.vectorized(lanes):
+                                        acc_b[b, p, lane] = (
+                                            acc_b[b, p, lane]
+                                            + pixel(X, XP, n, cb * unrolled + cu, task, p, i, j)
+                                            * Wt[block(task, half_a + b), i, j, cb * unrolled + cu, lane]
+                                        )
+                    for b in T.unroll(half_a):
+                        for p in T.unroll(px):
+                            for lane in T.vectorized(lanes):
+                                Y[n, block(task, b), row(task), column(task, p), lane] = result(
+                                    acc_a[b, p, lane], RZ, n, block(task, b), task, p, lane
+                                )
+                    for b in T.unroll(half_b):
+                        for p in T.unroll(px):
+                            for lane in T.vectorized(lanes):
+                                Y[n, block(task, half_a + b), row(task), column(task, p), lane] = result(
+                                    acc_b[b, p, lane], RZ, n, block(task, half_a + b), task, p, lane
+                                )
 
     return kernel
 
@@ -183,17 +316,22 @@ def make_blocked_conv_kernel(
     geometry: ConvGeometry,
     epilogue: Epilogue,
     lanes: int,
-    tiles: tuple[int, int],
+    tiles: BlockedTiles,
     input_blocked: bool,
     cores: int,
     label: str,
 ) -> Kernel:
     """The channel-blocked kernel for a dense W[O, C * kh * kw]; its output is blocked."""
     g = geometry
-    ob, px = tiles
     packed = np.ascontiguousarray(
         np.asarray(w, np.float32).reshape(g.o // lanes, lanes, g.c, g.kh, g.kw).transpose(0, 3, 4, 2, 1)
     )
     bias = np.zeros(g.o, np.float32) if bias is None else np.asarray(bias, np.float32)
-    func = blocked_conv_func(g, lanes, ob, px, epilogue, input_blocked, cores)
-    return Kernel(label, func, [packed, bias], {"OB": ob, "PX": px}, g.flops)
+    func = blocked_conv_func(g, lanes, tiles, epilogue, input_blocked, cores)
+    return Kernel(
+        label,
+        func,
+        [packed, bias],
+        {"OB": tiles.ob, "PX": tiles.px, "RT": tiles.rows_per_task, "CB": tiles.chunk_blocks},
+        g.flops,
+    )
