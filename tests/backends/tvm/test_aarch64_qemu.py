@@ -53,6 +53,11 @@ CASES = {  # name: (model, spec, example inputs), and the kernels the report mus
     "mlp": (lambda: ("zoo:mlp", MLP_SPEC, None), {"bsr_16x1", "csr_tiled", "dense_gemm"}),
     "bert": (lambda: ("zoo:bert", BERT_SPEC, None), {"bsr_16x1", "csr_tiled", "dense_gemm"}),
     "mlp-1-token": (one_token_mlp, {"bsr_16x1", "dense_gemv"}),
+    # channel-blocked dense Convs (4 lanes), CSR Convs in NCHW between them, a blocked MaxPool
+    "resnet": (
+        lambda: ("zoo:resnet", "*stage1*conv*=unstructured@0.9; *stage1*shortcut*=unstructured@0.9", None),
+        {"conv_csr", "conv_dense_blocked"},
+    ),
 }
 
 
