@@ -67,7 +67,7 @@ def test_mobilenet_depthwise_and_relu6_run_in_the_conv_kernel():
     compiled = sparsecc.compile(zoo.module, "dense", example_inputs=zoo.example_inputs)
     kernels = {row["name"]: row["kernel"] for row in compiled.report}
     depthwise = [name for name in kernels if name.endswith("block.3.weight")]
-    assert depthwise and all(kernels[name] == "conv_dense_x86" for name in depthwise), kernels
+    assert depthwise and all(kernels[name] == "conv_depthwise_blocked_x86" for name in depthwise), kernels
     reasons = " ".join(row["kernel_reason"] for row in compiled.report)
     assert "clip" in reasons and "+ residual" in reasons
 

@@ -31,7 +31,9 @@ class FunctionTime:
 def group_of(symbol: str) -> str:
     """`fused_matmul_add3` -> `fused_matmul_add`; a linear kernel keeps only its kernel label."""
     name = re.sub(r"\d+$", "", symbol)
-    match = re.match(r"^((?:conv_)?(?:bsr|csr|nm|dense)(?:_[a-z0-9]+)*?_(?:x86|aarch64|cuda))_", name + "_")
+    match = re.match(
+        r"^((?:conv_)?(?:bsr|csr|nm|dense|depthwise)(?:_[a-z0-9]+)*?_(?:x86|aarch64|cuda))_", name + "_"
+    )
     return match.group(1) if match else name.rstrip("_")
 
 

@@ -110,19 +110,22 @@ def select_conv_kernels(
         label = "conv_dense" if fmt is None else f"conv_{fmt.label.lower().replace(' ', '_')}"
         g = layer.geometry
         if layer.node in blocked_tiles:
+            tiles = blocked_tiles[layer.node]
+            kind = "depthwise" if tiles.depthwise else "dense"
             kernel = make_blocked_conv_kernel(
                 weight,
                 layer.bias,
                 g,
                 layer.epilogue,
                 target.lanes,
-                blocked_tiles[layer.node],
+                tiles,
                 layer.input in blocked,
                 target.num_cores,
-                f"conv_dense_blocked_{target.family}",
+                f"conv_{kind}_blocked_{target.family}",
             )
+            vectorised = "channels" if tiles.depthwise else "output channels"
             reason = ", ".join(
-                filter(None, [reason, "Conv kernel: channel-blocked (NCHWc), output channels vectorised"])
+                filter(None, [reason, f"Conv kernel: channel-blocked (NCHWc), {vectorised} vectorised"])
             )
         else:
             kernel = make_conv_kernel(

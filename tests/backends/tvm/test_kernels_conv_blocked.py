@@ -105,8 +105,40 @@ def test_first_conv_reads_few_channels_from_nchw():
     assert_close(to_planar(got, g.o), onnxruntime_conv(g, x, w, b, epilogue, None))
 
 
+DEPTHWISE = {
+    "3x3": ConvGeometry(1, 2 * LANES, 9, 11, 2 * LANES, 3, 3, pads=(1, 1, 1, 1), groups=2 * LANES),
+    "stride2-dilated-batch2": ConvGeometry(
+        2, LANES, 12, 10, LANES, 3, 3, strides=(2, 2), pads=(2, 1, 2, 1), dilations=(2, 1), groups=LANES
+    ),
+    "5x5-narrow": ConvGeometry(1, LANES, 6, 4, LANES, 5, 5, pads=(2, 2, 2, 2), groups=LANES),
+}
+
+
+@pytest.mark.parametrize("input_blocked", [True, False], ids=["blocked-in", "nchw-in"])
+@pytest.mark.parametrize("name", list(DEPTHWISE))
+def test_blocked_depthwise_conv_matches_onnxruntime(name, input_blocked):
+    g = DEPTHWISE[name]
+    epilogue = Epilogue(True, "clip", (0.0, 6.0))
+    w = RNG.standard_normal((g.o, g.taps)).astype(np.float32)
+    b = RNG.standard_normal(g.o).astype(np.float32)
+    x = RNG.standard_normal((g.n, g.c, g.h, g.w)).astype(np.float32)
+    residual = RNG.standard_normal((g.n, g.o, g.out_h, g.out_w)).astype(np.float32)
+    tiles = channel_blocked_tiles(g, LANES, TARGET.vector_registers)
+    assert tiles.depthwise
+    kernel = make_blocked_conv_kernel(w, b, g, epilogue, LANES, tiles, input_blocked, TARGET.num_cores, "k")
+    got = call(
+        kernel.prim_func,
+        to_blocked(x) if input_blocked else x,
+        *kernel.constants,
+        to_blocked(residual),
+        out_shape=blocked_shape((g.n, g.o, g.out_h, g.out_w), LANES),
+    )
+    assert_close(to_planar(got, g.o), onnxruntime_conv(g, x, w, b, epilogue, residual))
+
+
 def test_grouped_and_partial_vector_convs_stay_nchw():
-    assert channel_blocked_tiles(ConvGeometry(1, 32, 8, 8, 32, 3, 3, groups=32), LANES, 32) is None
+    assert channel_blocked_tiles(ConvGeometry(1, 32, 8, 8, 32, 3, 3, groups=4), LANES, 32) is None
+    assert channel_blocked_tiles(ConvGeometry(1, 32, 8, 8, 64, 3, 3, groups=32), LANES, 32) is None
     assert channel_blocked_tiles(ConvGeometry(1, 32, 8, 8, LANES + 1, 3, 3), LANES, 32) is None
 
 

@@ -11,3 +11,4 @@ def test_linear_kernels_group_by_label_and_the_rest_by_name():
     assert group_of("attention_cpu2") == "attention_cpu"
     assert group_of("conv_dense_blocked_x86_node_Conv_807") == "conv_dense_blocked_x86"
     assert group_of("conv_csr_x86_stages_0_conv_weight") == "conv_csr_x86"
+    assert group_of("conv_depthwise_blocked_x86_node_Conv") == "conv_depthwise_blocked_x86"

@@ -31,6 +31,7 @@ TILE_PIXELS = (7, 6, 4)  # output pixels per register tile, the first that fits 
 CHUNK_WEIGHT_BYTES = 32 * 1024
 CHUNK_SUMS_BYTES = 32 * 1024
 CHUNK_BLOCKS = 8
+DEPTHWISE_PIXELS = 8  # output pixels per register tile of a depthwise Conv (one vector each)
 
 
 def blocked_shape(shape: tuple[int, ...], lanes: int) -> tuple[int, ...]:
@@ -45,16 +46,19 @@ class BlockedTiles:
     px: int  # output pixels per register tile (of one row)
     rows_per_task: int = 0  # > 0: tasks of OB blocks x this many rows, the weight walked in chunks
     chunk_blocks: int = 1  # blocks of input channels per chunk (of one tap)
+    depthwise: bool = False  # one input channel per output channel (groups = C = O)
 
 
 def channel_blocked_tiles(geometry: ConvGeometry, lanes: int, registers: int) -> BlockedTiles | None:
-    """The tiles when a dense Conv of this shape runs channel-blocked, else None (grouped Convs,
-    and output channels that are not whole vectors, run in NCHW).
+    """The tiles when a dense Conv of this shape runs channel-blocked, else None (grouped Convs
+    other than depthwise ones, and output channels that are not whole vectors, run in NCHW).
 
     A tile of PX pixels reads its OB blocks' whole weight (taps x C x OB vectors); past
     CHUNK_WEIGHT_BYTES (out of L1) the task takes rows of the output (partial sums within
     CHUNK_SUMS_BYTES) and walks the weight in chunks of CHUNK_BLOCKS blocks of input channels."""
     g = geometry
+    if g.groups == g.c == g.o and g.c % lanes == 0:
+        return BlockedTiles(1, min(DEPTHWISE_PIXELS, g.out_w), depthwise=True)
     if g.groups != 1 or g.o % lanes:
         return None
     ob = next(b for b in BLOCK_VECTORS if (g.o // lanes) % b == 0)
@@ -321,8 +325,15 @@ def make_blocked_conv_kernel(
     cores: int,
     label: str,
 ) -> Kernel:
-    """The channel-blocked kernel for a dense W[O, C * kh * kw]; its output is blocked."""
+    """The channel-blocked kernel for a dense W[O, C/groups * kh * kw]; its output is blocked."""
     g = geometry
+    if tiles.depthwise:
+        packed = np.ascontiguousarray(
+            np.asarray(w, np.float32).reshape(g.o // lanes, lanes, g.kh, g.kw).transpose(0, 2, 3, 1)
+        )
+        bias = np.zeros(g.o, np.float32) if bias is None else np.asarray(bias, np.float32)
+        func = depthwise_blocked_func(g, lanes, tiles.px, epilogue, input_blocked)
+        return Kernel(label, func, [packed, bias], {"PX": tiles.px}, g.flops)
     packed = np.ascontiguousarray(
         np.asarray(w, np.float32).reshape(g.o // lanes, lanes, g.c, g.kh, g.kw).transpose(0, 3, 4, 2, 1)
     )
@@ -335,3 +346,102 @@ def make_blocked_conv_kernel(
         {"OB": tiles.ob, "PX": tiles.px, "RT": tiles.rows_per_task, "CB": tiles.chunk_blocks},
         g.flops,
     )
+
+
+def depthwise_blocked_func(g: ConvGeometry, lanes: int, px: int, epilogue: Epilogue, input_blocked: bool):
+    """PrimFunc (X, Wt[C/L, kh, kw, L], bias[C], residual, Y[N, C/L, OH, OW, L]) of a depthwise Conv:
+    each lane is a channel, so a tile of PX pixels loads (not broadcasts) its inputs and one weight
+    vector per tap."""
+    from tvm import tirx
+    from tvm.script import tirx as T
+
+    n_img, c_in, h_in, w_in = g.n, g.c, g.h, g.w
+    oh_out, ow_out, kh, kw = g.out_h, g.out_w, g.kh, g.kw
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = g.strides, g.dilations, g.pads
+    blocks = c_in // lanes
+    copy = not input_blocked or any(g.pads)
+    hp, wp = (h_in + pt + pb, w_in + pl + pr) if copy else (1, 1)
+    column_tiles = -(-ow_out // px)
+    outer = loop_kind(g.flops // 2 // max(n_img, 1))
+    copy_loop = loop_kind(c_in * hp * wp)
+    act, use_residual = activation_of(epilogue), epilogue.residual
+    x_shape = (n_img, blocks, h_in, w_in, lanes) if input_blocked else (n_img, c_in, h_in, w_in)
+    y_shape = (n_img, blocks, oh_out, ow_out, lanes)
+    residual_shape = y_shape if use_residual else (1,)
+
+    def column(job, ct, p):  # the last tile of a row overlaps the one before it
+        return T.min(ct * px, ow_out - px) + p
+
+    def pixel(x, xp, n, cb, hh, ww, lane):
+        if copy:
+            return xp[cb, hh, ww, lane]
+        return x[n, cb, hh, ww, lane]
+
+    def inside(hh, ww):
+        return tirx.all(hh >= pt, hh < pt + h_in, ww >= pl, ww < pl + w_in)
+
+    def clamp(v, size):
+        return T.min(T.max(v, 0), size - 1)
+
+    def result(value, rz, n, cb, oh, ow, lane):
+        if use_residual:
+            return act(value + rz[n, cb, oh, ow, lane])
+        return act(value)
+
+    @T.prim_func
+    def kernel(
+        X: T.Buffer(x_shape, "float32"),
+        Wt: T.Buffer((blocks, kh, kw, lanes), "float32"),
+        bias: T.Buffer((c_in,), "float32"),
+        RZ: T.Buffer(residual_shape, "float32"),
+        Y: T.Buffer(y_shape, "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True, "global_symbol": "main", "tirx.is_scheduled": True})
+        XP = T.alloc_buffer((blocks if copy else 1, hp, wp, lanes), "float32")
+        for n in T.serial(n_img):
+            if copy and input_blocked:
+                for job in copy_loop(blocks * hp):
+                    for ww in T.serial(wp):
+                        for lane in T.vectorized(lanes):
+                            XP[job // hp, job % hp, ww, lane] = T.if_then_else(
+                                inside(job % hp, ww),
+                                X[n, job // hp, clamp(job % hp - pt, h_in), clamp(ww - pl, w_in), lane],
+                                T.float32(0),
+                            )
+            elif copy:
+                for job in copy_loop(c_in * hp):
+                    for ww in T.serial(wp):
+                        XP[job // hp // lanes, job % hp, ww, job // hp % lanes] = T.if_then_else(
+                            inside(job % hp, ww),
+                            X[n, job // hp, clamp(job % hp - pt, h_in), clamp(ww - pl, w_in)],
+                            T.float32(0),
+                        )
+            for job in outer(blocks * oh_out):
+                for ct in T.serial(column_tiles):
+                    acc = T.alloc_buffer((px, lanes), "float32")
+                    for p in T.unroll(px):
+                        for lane in T.vectorized(lanes):
+                            acc[p, lane] = bias[job // oh_out * lanes + lane]
+                    for i, j in T.grid(kh, kw):
+                        for p in T.unroll(px):
+                            for lane in T.vectorized(lanes):
+                                acc[p, lane] = (
+                                    acc[p, lane]
+                                    + pixel(
+                                        X,
+                                        XP,
+                                        n,
+                                        job // oh_out,
+                                        job % oh_out * sh + i * dh,
+                                        column(job, ct, p) * sw + j * dw,
+                                        lane,
+                                    )
+                                    * Wt[job // oh_out, i, j, lane]
+                                )
+                    for p in T.unroll(px):
+                        for lane in T.vectorized(lanes):
+                            Y[n, job // oh_out, job % oh_out, column(job, ct, p), lane] = result(
+                                acc[p, lane], RZ, n, job // oh_out, job % oh_out, column(job, ct, p), lane
+                            )
+
+    return kernel
