@@ -86,9 +86,11 @@ def test_blocked_conv_matches_onnxruntime(name, input_blocked):
     assert_close(to_planar(got, g.o), onnxruntime_conv(g, x, w, b, epilogue, residual))
 
 
-def test_first_conv_reads_few_channels_from_nchw():
-    """An RGB stem (3 channels, 7x7, stride 2, clip epilogue) straight from the NCHW input."""
-    g = ConvGeometry(1, 3, 20, 18, 2 * LANES, 7, 7, strides=(2, 2), pads=(3, 3, 3, 3))
+def test_partial_channel_block_reads_from_nchw():
+    """Channels that are not whole vectors (7x7, stride 2, clip epilogue) straight from NCHW; an
+    RGB image (fewer channels than a vector) stays with the NCHW kernel."""
+    assert channel_blocked_tiles(ConvGeometry(1, 3, 20, 18, 2 * LANES, 7, 7), LANES, 32) is None
+    g = ConvGeometry(1, LANES + 3, 20, 18, 2 * LANES, 7, 7, strides=(2, 2), pads=(3, 3, 3, 3))
     epilogue = Epilogue(False, "clip", (0.0, 6.0))
     w = RNG.standard_normal((g.o, g.taps)).astype(np.float32)
     b = RNG.standard_normal(g.o).astype(np.float32)

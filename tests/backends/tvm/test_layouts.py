@@ -23,12 +23,12 @@ def conv_weight(o, c, k, sparsity=0.0):
 
 
 def mixed_model() -> onnx.ModelProto:
-    """x -> Conv 3x3 (dense: blocked) -> MaxPool (blocked) -> Conv 1x1 (92% sparse: NCHW) -> Relu
+    """x (one vector of channels) -> Conv 3x3 (dense: blocked) -> MaxPool (blocked) -> Conv 1x1 (92% sparse: NCHW) -> Relu
     -> Conv 3x3 (dense: blocked, + the pool's output as residual) -> Relu -> [graph output
     `features`] -> GlobalAveragePool -> `pooled`; the first Conv's output is a graph output too."""
     c = 2 * LANES
     weights = {
-        "w0": conv_weight(c, 3, 3),
+        "w0": conv_weight(c, LANES, 3),
         "w1": conv_weight(c, c, 1, sparsity=0.92),
         "w2": conv_weight(c, c, 3),
         "b0": RNG.standard_normal(c).astype(np.float32),
@@ -48,7 +48,7 @@ def mixed_model() -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "mixed",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 14])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, LANES, 16, 14])],
         [
             helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, c, 1, 1]),
             helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, c, 8, 7]),
@@ -62,7 +62,7 @@ def mixed_model() -> onnx.ModelProto:
 def test_mixed_layouts_match_onnxruntime(tmp_path):
     path = tmp_path / "mixed.onnx"
     onnx.save(mixed_model(), path)
-    x = RNG.standard_normal((1, 3, 16, 14)).astype(np.float32)
+    x = RNG.standard_normal((1, LANES, 16, 14)).astype(np.float32)
     compiled = sparsecc.compile(str(path), "existing", example_inputs={"x": x})
     kernels = {row["name"]: (row["kernel"], row["runs"]) for row in compiled.report}
     assert kernels["w0"] == ("conv_dense_blocked_x86", "dense")
