@@ -1,12 +1,46 @@
-"""Suite-wide settings: verify the IR after every pass, failing schedule rules fail, two TVM threads."""
+"""Suite-wide settings: verify the IR after every pass, failing schedule rules fail, two TVM threads.
+
+Also `require_tool`: a test that needs an external tool (nvcc, the aarch64 cross compiler, qemu)
+skips where the tool is missing on a developer's machine, but FAILS under `CI=true`, where
+scripts/test.sh provisions every tool: a CI run that silently skipped them would prove nothing.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
 os.environ.setdefault("TVM_NUM_THREADS", "2")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def require(ok: bool, reason: str) -> None:
+    """Skip (locally) or fail (under CI=true) unless `ok`; `reason` says what is missing and how to get it."""
+    if ok:
+        return
+    if in_ci():
+        pytest.fail(
+            f"{reason} (CI=true: scripts/test.sh provisions it, so a missing tool fails)", pytrace=False
+        )
+    pytest.skip(reason)
+
+
+def require_tool(name: str, reason: str | None = None) -> str:
+    """The path of executable `name`; skips locally and fails under CI=true when it is not on PATH."""
+    path = shutil.which(name)
+    require(path is not None, reason or f"needs {name} on PATH")
+    return path
+
+
+def pytest_runtest_setup(item):
+    """`@pytest.mark.requires_tool("nvcc", reason=...)`: require_tool before the test runs."""
+    for marker in item.iter_markers("requires_tool"):
+        require_tool(*marker.args, **marker.kwargs)
 
 
 @pytest.fixture(autouse=True)

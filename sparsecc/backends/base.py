@@ -120,7 +120,13 @@ def arguments(specs: list[TensorSpec], args, kwargs) -> tuple[list[np.ndarray], 
         if type(value).__module__.split(".")[0] == "torch":
             torch_in = True
             value = value.detach().cpu().numpy()
-        value = np.asarray(value)
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as error:  # a ragged list, an object numpy cannot make an array of
+            raise InputError(
+                f"input '{spec.name}' is not an array ({str(error).splitlines()[0]}); "
+                f"pass a numpy array or a torch tensor of shape {spec.shape}"
+            ) from None
         if tuple(value.shape) != spec.shape:
             raise InputError(
                 f"input '{spec.name}' has shape {tuple(value.shape)} but the model was compiled for {spec.shape}; "

@@ -31,6 +31,8 @@ from sparsecc.sparsity.spec import SparsitySpec
 
 logger = logging.getLogger(__name__)
 
+WEIGHT_PASSES = ("prune", "dense-to-sparse")  # the passes that change weights (the rest reorganise)
+
 
 @dataclasses.dataclass
 class SparsifyResult:
@@ -52,6 +54,11 @@ class SparsifyResult:
     @property
     def warnings(self) -> list[str]:
         return self.context.warnings
+
+    @property
+    def changed_weights(self) -> bool:
+        """Whether a pass pruned a weight or stored one sparse (False: nothing is sparser than it was)."""
+        return any(run.modified for run in self.passes if run.name in WEIGHT_PASSES)
 
 
 def sparsify_ir(

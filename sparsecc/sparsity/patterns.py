@@ -129,14 +129,18 @@ def _number(text: str, what: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise SpecError(f"{what} {text!r} is not a number") from None
+        raise SpecError(f"{what} {_clip(text)!r} is not a number") from None
 
 
 def _integer(text: str, what: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise SpecError(f"{what} {text!r} is not an integer") from None
+        raise SpecError(f"{what} {_clip(text)!r} is not a usable integer") from None
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + ".."
 
 
 @register
@@ -199,7 +203,7 @@ class Unstructured(Pattern):
         return super().from_fields(fields)
 
     def describe(self) -> str:
-        return f"unstructured@{self.sparsity:g}"
+        return f"unstructured@{self.sparsity!r}"
 
     def keep_mask(self, w: np.ndarray) -> np.ndarray:
         return masks.unstructured_mask(w, self.sparsity)
@@ -283,7 +287,7 @@ class NMSparsity(Pattern):
     @classmethod
     def parse(cls, text: str) -> NMSparsity | None:
         match = cls._SHORTHAND.match(text)
-        return cls(int(match["n"]), int(match["m"])) if match else None
+        return cls(_integer(match["n"], "N"), _integer(match["m"], "M")) if match else None
 
     @classmethod
     def from_fields(cls, fields: dict) -> NMSparsity:

@@ -43,6 +43,10 @@ class Rule:
     def text(self) -> str:
         return f"{self.match}={self.pattern.describe()}"
 
+    def label(self) -> str:
+        """`spec rule N ('TEXT')` for messages, on one line whatever the selector holds."""
+        return f"spec rule {self.index} ('{_one_line(self.text)}')"
+
     def matches(self, *names: str) -> bool:
         return any(fnmatch.fnmatchcase(name, self.match) for name in names if name)
 
@@ -50,7 +54,7 @@ class Rule:
         """Raise SpecError if the pattern cannot apply to W[out, in]."""
         problem = self.pattern.shape_problem(weight_name, shape)
         if problem:
-            raise SpecError(f"spec rule {self.index} ('{self.text}'): {problem}")
+            raise SpecError(f"{self.label()}: {problem}")
 
     def to_dict(self) -> dict:
         return {"match": self.match, "pattern": self.pattern.kind, **self.pattern.to_fields()}
@@ -64,11 +68,9 @@ def _rule_from_dict(entry, index: int) -> Rule:
     if not isinstance(entry, dict):
         raise SpecError(f"{where}: expected a mapping with 'match' and 'pattern', got {entry!r}")
     valid = {"match", "pattern"} | pattern_fields()
-    unknown = sorted(set(entry) - valid)
+    unknown = _sorted_reprs(set(entry) - valid)
     if unknown:
-        raise SpecError(
-            f"{where}: unknown key {', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(valid))}"
-        )
+        raise SpecError(f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}")
     match = entry.get("match", "*")
     if not isinstance(match, str) or not match:
         raise SpecError(f"{where}: 'match' must be a non-empty glob string, got {match!r}")
@@ -79,7 +81,7 @@ def _rule_from_dict(entry, index: int) -> Rule:
     try:
         pattern = pattern_from_fields(kind, fields)
     except SpecError as error:
-        raise SpecError(f"{where} ('{match}'): {error}") from None
+        raise SpecError(f"{where} ('{_one_line(match)}'): {error}") from None
     return Rule(match, pattern, index)
 
 
@@ -90,11 +92,13 @@ def _rules_from_shorthand(text: str) -> tuple[Rule, ...]:
         selector, sep, pattern_text = part.rpartition("=")
         selector = selector.strip() if sep else "*"
         if sep and not selector:
-            raise SpecError(f"spec rule {index} ('{part}'): empty selector before '='; {grammar()}")
+            raise SpecError(
+                f"spec rule {index} ('{_one_line(part)}'): empty selector before '='; {grammar()}"
+            )
         try:
             rules.append(Rule(selector, parse_pattern(pattern_text), index))
         except SpecError as error:
-            raise SpecError(f"spec rule {index} ('{part}'): {error}") from None
+            raise SpecError(f"spec rule {index} ('{_one_line(part)}'): {error}") from None
     return tuple(rules)
 
 
@@ -127,13 +131,13 @@ class SparsitySpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> SparsitySpec:
-        unknown = sorted(set(data) - _TOP_KEYS)
+        unknown = _sorted_reprs(set(data) - _TOP_KEYS)
         if unknown:
             raise SpecError(
-                f"spec: unknown key {', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(_TOP_KEYS))}"
+                f"spec: unknown key {', '.join(unknown)}; valid keys: {', '.join(sorted(_TOP_KEYS))}"
             )
         version = data.get("version", cls.VERSION)
-        if version != cls.VERSION:
+        if isinstance(version, bool) or version != cls.VERSION:
             raise SpecError(
                 f"spec version {version!r} is not supported; this sparsecc reads version {cls.VERSION}"
             )
@@ -149,6 +153,11 @@ class SparsitySpec:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise SpecError(f"cannot read spec file {str(path)!r}: {error.strerror or error}") from None
+        except UnicodeDecodeError as error:
+            raise SpecError(
+                f"spec file {str(path)!r} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                "save it as UTF-8 YAML or JSON"
+            ) from None
         data = _decode(path, text)
         if isinstance(data, str):
             return cls(_rules_from_shorthand(data))
@@ -189,6 +198,16 @@ def _decode(path: Path, text: str):
     except errors as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise SpecError(f"spec file {str(path)!r} is not valid {path.suffix[1:].upper()}: {first}") from None
+
+
+def _one_line(text: str) -> str:
+    """`text` with line breaks and other unprintable characters escaped, for a one-line message."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _sorted_reprs(keys) -> list[str]:
+    """Keys of any types (YAML allows ints, None...) as sorted reprs."""
+    return sorted(repr(key) for key in keys)
 
 
 def _looks_like_file(text: str) -> bool:

@@ -44,7 +44,9 @@ def test_transformers_resnet_matches_onnxruntime(exporter, opset, tmp_path):
     assert not compiled.schedule_log.unscheduled
 
 
-@pytest.mark.parametrize("name", ["resnet", "mobilenet"])
+# resnet is slow (~40 s on 2 loaded cores, 2026-12-03) and covered by the transformers ResNet tests above
+# and the sparsified-file round trip below; mobilenet keeps this path (torch module in) in the default run
+@pytest.mark.parametrize("name", [pytest.param("resnet", marks=pytest.mark.slow), "mobilenet"])
 def test_zoo_cnns_from_torch_dense_and_pruned(name):
     zoo = models.get(name)
     (x,) = zoo.example_inputs

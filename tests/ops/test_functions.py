@@ -9,14 +9,16 @@ from sparsecc import ops
 from sparsecc.backends.ort import session
 from sparsecc.ops import BsrWeight, CsrWeight, NmWeight
 from tests.ops.test_reference_bodies import single_op_model
+from tests.weights import encode
 
 RNG = np.random.default_rng(11)
 W = RNG.standard_normal((16, 32)).astype(np.float32)
-WEIGHTS = {
-    "BsrMatMul": BsrWeight.from_dense(W, (4, 8)),
-    "NmMatMul": NmWeight.from_dense(np.where(np.arange(32) % 4 < 2, W, 0), 2, 4),
-    "CsrMatMul": CsrWeight.from_dense(np.where(W > 0.5, W, 0)),
+ENCODED = {  # each weight with the masked array it was built from: the reference (tests/weights.py)
+    "BsrMatMul": encode(BsrWeight, W, (4, 8)),
+    "NmMatMul": encode(NmWeight, np.where(np.arange(32) % 4 < 2, W, 0), 2, 4),
+    "CsrMatMul": encode(CsrWeight, np.where(W > 0.5, W, 0)),
 }
+WEIGHTS = {op: encoded.weight for op, encoded in ENCODED.items()}
 
 
 @pytest.mark.parametrize("op_type", list(WEIGHTS))
@@ -31,7 +33,7 @@ def test_saved_model_passes_full_check_with_rank_4_and_symbolic_inputs(op_type, 
     onnx.checker.check_model(proto, full_check=True)
     x = RNG.standard_normal((2, 3, 5, 32)).astype(np.float32)
     (got,) = session.run(proto, {"X": x})
-    np.testing.assert_allclose(got, x @ weight.to_dense().T, rtol=1e-5, atol=1e-5 * np.abs(got).max())
+    np.testing.assert_allclose(got, x @ ENCODED[op_type].dense.T, rtol=1e-5, atol=1e-5 * np.abs(got).max())
 
 
 def test_attach_is_idempotent_and_drops_unused_bodies():

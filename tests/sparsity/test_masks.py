@@ -40,7 +40,14 @@ def test_nm_mask_keeps_n_largest_per_group(w, n, m):
 
 
 def test_masks_are_deterministic_under_ties():
+    """Ties break by position (a stable sort), written out here rather than compared with a second call."""
     w = np.ones((4, 8), dtype=np.float32)  # every magnitude ties
-    assert np.array_equal(nm_mask(w, 2, 4), nm_mask(w.copy(), 2, 4))
-    assert nm_mask(w, 2, 4)[0].tolist() == [True, True, False, False] * 2  # lower positions win
-    assert np.array_equal(unstructured_mask(w, 0.5), unstructured_mask(w.copy(), 0.5))
+    # N:M keeps the lower positions of each group
+    np.testing.assert_array_equal(nm_mask(w, 2, 4), np.tile([True, True, False, False], (4, 2)))
+    # unstructured and block masks drop the lowest positions first (row-major)
+    np.testing.assert_array_equal(unstructured_mask(w, 0.5), np.arange(32).reshape(4, 8) >= 16)
+    np.testing.assert_array_equal(unstructured_mask(-w, 0.25), np.arange(32).reshape(4, 8) >= 8)
+    expected_blocks = np.repeat(
+        np.repeat([[False, False, False, True], [True, True, True, True]], 2, 0), 2, 1
+    )
+    np.testing.assert_array_equal(block_mask(w, (2, 2), 0.375), expected_blocks)

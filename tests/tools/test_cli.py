@@ -57,9 +57,15 @@ def test_opt_prints_ir_after_each_pass(tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs(tmp_path):
+    import re
+
     stdout = cli("demo", "-o", str(tmp_path))
     assert "onnxruntime check" in stdout and "smaller" in stdout
     assert (tmp_path / "bert-sparse.onnx").exists()
+    # the TVM half: sparse build vs onnxruntime on the pruned dense model, 1e-4 of the largest output
+    error = re.search(r"max\s+relative\s+difference\s+(\d\.\de[+-]\d+)", stdout)
+    assert error is not None, stdout[-2000:]
+    assert float(error.group(1)) <= 1e-4, error.group(0)
 
 
 def test_bench_profile_shows_where_the_time_goes():
@@ -83,5 +89,6 @@ def test_sparsify_a_model_whose_outputs_hold_nan(tmp_path):
         "-o",
         str(out),
     )
-    assert "onnxruntime check" in stdout
+    # no weight to sparsify: the input model is written as it was (test_sparsify_check.py checks NaN = NaN)
+    assert "the input model, unchanged" in stdout
     assert onnx.load(str(out)).graph.node[0].op_type == "Sqrt"

@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
-_NUMPY_OF_ONNX = {
-    "tensor(float)": np.float32,
-    "tensor(double)": np.float64,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(bool)": np.bool_,
-    "tensor(float16)": np.float16,
-}
+from sparsecc.errors import InputError
+
+# what onnxruntime raises when it cannot load or run a model (its own classes derive from Exception)
+ORT_ERRORS = (
+    ort.capi.onnxruntime_pybind11_state.Fail,
+    ort.capi.onnxruntime_pybind11_state.InvalidArgument,
+    ort.capi.onnxruntime_pybind11_state.InvalidGraph,
+    ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
+    ort.capi.onnxruntime_pybind11_state.NotImplemented,
+    ort.capi.onnxruntime_pybind11_state.RuntimeException,
+    RuntimeError,
+    TypeError,
+    ValueError,
+)
 
 
-def make_session(model: onnx.ModelProto | bytes | str, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU session; `threads` pins intra-op threads (benchmarks compare at equal threads)."""
+def make_session(
+    model: onnx.ModelProto | bytes | str, threads: int | None = None, log_level: int = 3
+) -> ort.InferenceSession:
+    """A CPU session; `threads` pins intra-op threads (benchmarks compare at equal threads);
+    `log_level` 3 logs errors, 4 only fatal ones (for failures the caller expects and reports)."""
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = log_level
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -37,20 +47,67 @@ def run(model, inputs: dict[str, np.ndarray], threads: int | None = None) -> lis
 
 
 def random_inputs(model: onnx.ModelProto, seed: int = 0, int_high: int = 2) -> dict[str, np.ndarray]:
-    """Seeded inputs for every graph input with a static shape (ids/masks get small ints)."""
-    session = make_session(model)
+    """Seeded inputs for every graph input, from its declared type (dynamic dimensions get 1; ids and
+    masks get small ints). An input random numbers cannot stand for (strings, sequences, maps) is an
+    InputError naming it; the caller says how to give real inputs."""
     rng = np.random.default_rng(seed)
+    initializers = {t.name for t in model.graph.initializer}  # listed as inputs by IR < 4 models
     feeds = {}
-    for arg in session.get_inputs():
-        shape = [d if isinstance(d, int) else 1 for d in arg.shape]
-        dtype = _NUMPY_OF_ONNX.get(arg.type, np.float32)
-        if np.issubdtype(dtype, np.floating):
-            feeds[arg.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype is np.bool_:
-            feeds[arg.name] = np.ones(shape, dtype=bool)
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dtype = _input_dtype(value)
+        shape = [d.dim_value if d.HasField("dim_value") else 1 for d in value.type.tensor_type.shape.dim]
+        if dtype.kind == "f" or dtype.name in ("bfloat16",):
+            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[value.name] = np.ones(shape, dtype=bool)
         else:
-            feeds[arg.name] = rng.integers(0, int_high, size=shape).astype(dtype)
+            feeds[value.name] = rng.integers(0, int_high, size=shape).astype(dtype)
     return feeds
+
+
+def _input_dtype(value: onnx.ValueInfoProto) -> np.dtype:
+    """The numpy dtype of a tensor input whose values random numbers can stand for, else InputError."""
+    kind = value.type.WhichOneof("value")
+    if kind != "tensor_type":
+        raise InputError(
+            f"sparsecc cannot make up input '{value.name}' (a {kind or 'untyped value'}, not a tensor)"
+        )
+    elem = value.type.tensor_type.elem_type
+    if elem == onnx.TensorProto.STRING:
+        raise InputError(f"sparsecc cannot make up input '{value.name}' (a string tensor)")
+    if elem == onnx.TensorProto.UNDEFINED:
+        return np.dtype(np.float32)
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem))
+    if dtype.kind not in "biuf" and dtype.name != "bfloat16":
+        raise InputError(f"sparsecc cannot make up input '{value.name}' (a {dtype.name} tensor)")
+    return dtype
+
+
+def try_run(model, inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray] | None, str]:
+    """Outputs of `model` on `inputs`, or None and why onnxruntime could not load or run it (one line)."""
+    try:
+        session = make_session(model, log_level=4)
+    except ORT_ERRORS as error:
+        return None, f"onnxruntime cannot load it: {ort_reason(error)}"
+    names = {i.name for i in session.get_inputs()}
+    options = ort.RunOptions()
+    options.log_severity_level = 4
+    try:
+        return session.run(None, {k: v for k, v in inputs.items() if k in names}, options), ""
+    except ORT_ERRORS as error:
+        return None, f"onnxruntime fails on these inputs: {ort_reason(error)}"
+
+
+def ort_reason(error: Exception, limit: int = 300) -> str:
+    """onnxruntime's message on one line, without its error code prefix and C++ source locations."""
+    text = " ".join(str(error).split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"/onnxruntime_src/\S+ (onnxruntime::[^ (]*\([^)]*\)(::<lambda\(\)>)? )?", "", text)
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " …"
+    return text or type(error).__name__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +129,11 @@ class Agreement:
 
 def compare(candidate, reference, inputs: dict[str, np.ndarray], tolerance: float = 1e-4) -> Agreement:
     """Run both models on the same inputs; max difference over all outputs."""
-    got = run(candidate, inputs)
-    want = run(reference, inputs)
+    return agreement(run(candidate, inputs), run(reference, inputs), tolerance)
+
+
+def agreement(got: list[np.ndarray], want: list[np.ndarray], tolerance: float = 1e-4) -> Agreement:
+    """How closely the outputs `got` match the reference outputs `want`."""
     if len(got) != len(want):  # a model that lost an output does not agree
         return Agreement(float("inf"), 0.0, tolerance)
     diff = max((output_difference(g, w) for g, w in zip(got, want, strict=True)), default=0.0)

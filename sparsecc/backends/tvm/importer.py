@@ -11,6 +11,8 @@ Everything TVM cannot import is reported at once, in one line.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 
@@ -164,11 +166,33 @@ def _importer_class():
             if op_name == "Pow" and (power := integer_power(*inputs)) is not None:
                 return self.bb.normalize(power)
             if not op_name.startswith(PRIVATE):
-                return super()._convert_operator(op_name, inputs, attrs, opset)
+                return self._convert_standard(op_name, inputs, attrs, opset)
             if op_name == ATTENTION:
                 choose = self.tuner.attention_tiles if self.tuner is not None else None
                 return self.bb.normalize(lower_attention(self.bb, inputs, attrs, self.target, choose))
             return self.bb.normalize(self._convert_linear(inputs[0], attrs["tvm_custom"]["name"]))
+
+        def _convert_standard(self, op_name, inputs, attrs, opset):
+            """TVM's converter for a standard op; where it fails (or would build wrong code), one line
+            naming the op instead of TVM's traceback."""
+            if op_name == "Expand" and self._is_graph_input(inputs[1]):
+                # a shape known at run time only: the import or the build fails (TVM 0.24)
+                raise UnsupportedOpError(
+                    f"the TVM backend cannot compile Expand to a shape given at run time (input "
+                    f"'{inputs[1].name}'); use `sparsecc sparsify` (ONNX out) for this model"
+                )
+            if op_name == "SequenceInsert" and len(inputs) == 3:
+                inputs[2] = _insert_position(inputs[0], inputs[2])
+            try:
+                return super()._convert_operator(op_name, inputs, attrs, opset)
+            except Exception as error:  # TVM's converters raise anything (ValueError, TypeError, asserts)
+                raise UnsupportedOpError(
+                    f"TVM's ONNX importer cannot convert {op_name} here: {_first_line(error)}; "
+                    "use `sparsecc sparsify` (ONNX out) for this model"
+                ) from error
+
+        def _is_graph_input(self, value) -> bool:
+            return any(value is not None and value.same_as(var) for var in self._inputs.values())
 
         def _convert_linear(self, x, name: str):
             from tvm import relax
@@ -317,6 +341,23 @@ class BlockedValues:
         return var
 
 
+def _insert_position(sequence, position):
+    """SequenceInsert's constant negative position as the index it means (n + p: -1 inserts before
+    the last tensor); TVM 0.24 reads -1 as "append"."""
+    import tvm
+    from tvm import relax
+
+    if not isinstance(position, tvm.ir.GenericConst) or not isinstance(sequence, relax.Tuple):
+        return position
+    value = int(position.value.numpy())
+    return relax.const(len(sequence.fields) + value, str(position.ty.dtype)) if value < 0 else position
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1 if text.startswith("Traceback") else 0] if text else type(error).__name__
+
+
 def _func_name(node_name: str, kernel: Kernel) -> str:
     clean = "".join(ch if ch.isalnum() else "_" for ch in node_name)[-40:]
     return f"{kernel.name}_{clean}"
@@ -363,7 +404,14 @@ def import_onnx(
     `convs` (see `mark_private_ops`) says how each Conv kernel is called."""
     kernels = kernels or {}
     convs = convs or {}
+    for name, dtype in input_dtypes.items():
+        if str(dtype) == "object" or str(dtype).lstrip("<>|=")[:1] in ("U", "S"):
+            raise UnsupportedOpError(
+                f"the TVM backend cannot take input '{name}': it holds strings; "
+                "use `sparsecc sparsify` (ONNX out) for this model"
+            )
     marked = mark_private_ops(model, set(kernels) - set(convs), bias_adds or set(), convs)
     importer = _importer_class()(input_shapes, input_dtypes, kernels, target, tuner, convs)
     opset = next((o.version for o in marked.opset_import if o.domain in ("", "ai.onnx")), 1)
-    return importer.from_onnx(marked.graph, opset)
+    with contextlib.redirect_stdout(io.StringIO()):  # TVM prints each failing op before re-raising
+        return importer.from_onnx(marked.graph, opset)

@@ -6,6 +6,13 @@ with the kernel's *real* operands (random int32 col/row_ptr would index out of
 bounds) and keeps them in a JSON database, one directory per target, so a second
 compile of the same workload runs no trials.
 
+Two processes may tune with one records directory at once. TVM's JSONDatabase appends
+lines to two files and stores each tuning record with the *line number* of its workload
+as this process last read the workload file; two unsynchronised writers would number
+different workloads alike and attach one process's schedules to the other's workloads.
+So every look-up and search holds a lock file beside the database (`database.lock`) and
+re-reads the database inside it: processes take turns, and each sees the other's records.
+
 Builds and local measurements run in this process (`InProcessBuilder`,
 `InProcessRunner`): MetaSchedule's pools start a fresh Python per batch, which cost
 ~10 s per kernel here for kernels that build in 0.2 s. Through an RPC tracker the
@@ -19,16 +26,19 @@ stands in for it (with x86's intrinsics registered on AVX-512 targets, whose def
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from sparsecc import files
 from sparsecc.backends.tvm.kernels import Kernel
 from sparsecc.backends.tvm.target import TargetInfo
 from sparsecc.errors import SparseccError
@@ -165,20 +175,35 @@ class MetaScheduleTuner:
         self.work_dir = database_dir(records_dir, target)
         try:
             self.work_dir.mkdir(parents=True, exist_ok=True)  # JSONDatabase cannot create its directory
-            (self.work_dir / "target.json").write_text(json.dumps(target.target_dict, sort_keys=True))
+            files.write_bytes(
+                self.work_dir / "target.json", json.dumps(target.target_dict, sort_keys=True).encode()
+            )
         except OSError as error:
             raise SparseccError(f"cannot write tuning records to {self.work_dir}: {error.strerror}") from None
-        try:
-            self.database = ms.database.JSONDatabase(work_dir=str(self.work_dir))
-        except Exception as error:
-            raise SparseccError(
-                f"tuning records in {self.work_dir} are unreadable ({str(error).strip().splitlines()[-1]}); "
-                "delete that directory to tune afresh"
-            ) from None
+        with self._locked():  # reads the database once, so unreadable records fail here
+            pass
         self.trials_run = 0
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the database's lock file and (re)read the database: other processes may have
+        appended since this one last read it, and the record files number workloads by line."""
+        with files.locked(self.work_dir / "database.lock"):
+            try:
+                self.database = self.ms.database.JSONDatabase(work_dir=str(self.work_dir))
+            except Exception as error:
+                raise SparseccError(
+                    f"tuning records in {self.work_dir} are unreadable "
+                    f"({str(error).strip().splitlines()[-1]}); delete that directory to tune afresh"
+                ) from None
+            yield
 
     def tune(self, kernel: Kernel, m: int, weight_shape: tuple[int, int]) -> tuple[Kernel, float | None]:
         """The kernel with its best recorded schedule, tuning first when the workload is new."""
+        with self._locked():
+            return self._tune(kernel, m, weight_shape)
+
+    def _tune(self, kernel: Kernel, m: int, weight_shape: tuple[int, int]) -> tuple[Kernel, float | None]:
         import tvm
 
         module = tvm.IRModule({"main": kernel.base_func})
@@ -202,6 +227,10 @@ class MetaScheduleTuner:
     def tune_function(self, func, arrays: list[np.ndarray]) -> tuple[object, float] | None:
         """MetaSchedule's default CPU design space (its schedule rules) for any PrimFunc, measured
         on `arrays`: (the best scheduled PrimFunc, its ms), or None when no candidate ran."""
+        with self._locked():
+            return self._tune_function(func, arrays)
+
+    def _tune_function(self, func, arrays: list[np.ndarray]) -> tuple[object, float] | None:
         import tvm
 
         module = tvm.IRModule(

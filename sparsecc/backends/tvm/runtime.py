@@ -106,25 +106,78 @@ def load(path) -> CompiledModel:
     configure_tvm()
     path = Path(path)
     manifest, entries = read_package(path, (LIBRARY,))
-    target = manifest.get("target") if isinstance(manifest.get("target"), dict) else {}
-    arch, here = target.get("arch"), platform.machine()
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise ArtifactError(
+            f"'{path}' has a manifest this sparsecc cannot read ({problem}); compile it again"
+        )
+    arch, here = manifest["target"]["arch"], platform.machine()
     if arch != here:
         raise ArtifactError(
             f"'{path}' was built for {arch}, this machine is {here}; compile it with --target cpu here"
         )
     import tvm
 
+    # The library goes to a file we name in a directory we create: never a name from the archive.
     work = tempfile.mkdtemp(prefix="sparsecc-load-")
     lib_path = Path(work) / LIBRARY
-    lib_path.write_bytes(entries[LIBRARY])
     try:
+        lib_path.write_bytes(entries[LIBRARY])
         module = tvm.runtime.load_module(str(lib_path))
-    finally:  # the loaded object stays mapped; the file is not needed any more
-        lib_path.unlink()
-        os.rmdir(work)
-    try:
-        return CompiledModel(module, manifest)
-    except (KeyError, TypeError, ValueError) as error:
+    except RuntimeError as error:  # TVM's errors; the digests matched: a library this TVM cannot open
+        first = " ".join(str(error).split())[:200]
         raise ArtifactError(
-            f"'{path}' has a manifest this sparsecc cannot read ({error}); compile it again"
+            f"'{path}' holds a library this TVM cannot load ({first}); compile it again with this sparsecc"
         ) from None
+    finally:  # the loaded object stays mapped; the file is not needed any more
+        lib_path.unlink(missing_ok=True)
+        os.rmdir(work)
+    return CompiledModel(module, manifest)
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    """What in the manifest `CompiledModel` cannot use (None when all is well)."""
+    target = manifest.get("target")
+    if not isinstance(target, dict) or not all(_is_text(target.get(k)) for k in ("name", "family", "arch")):
+        return "'target' must hold 'name', 'family' and 'arch' strings"
+    if not isinstance(manifest.get("report", []), list):
+        return "'report' must be a list"
+    for key, lowest in (("inputs", 0), ("outputs", -1)):
+        specs = manifest.get(key)
+        if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
+            return f"'{key}' must be a list of tensor specs"
+        for spec in specs:
+            problem = _tensor_spec_problem(spec, lowest)
+            if problem:
+                return f"{key}: {problem}"
+    return None
+
+
+def _tensor_spec_problem(spec: dict, lowest: int) -> str | None:
+    name, shape, dtype, limit = (
+        spec.get("name"),
+        spec.get("shape"),
+        spec.get("dtype"),
+        spec.get("index_limit"),
+    )
+    if not _is_text(name):
+        return "a tensor without a printable name"
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= lowest for d in shape):
+        return f"'{name}' has no valid shape"
+    if limit is not None and not (_is_int(limit) and limit > 0):
+        return f"'{name}' has an invalid index_limit"
+    try:
+        kind = np.dtype(dtype).kind if isinstance(dtype, str) else None
+    except (TypeError, ValueError):
+        kind = None
+    if kind is None or kind not in "biuf":
+        return f"'{name}' has no numeric dtype"
+    return None
+
+
+def _is_text(value) -> bool:
+    return isinstance(value, str) and value.isprintable()
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

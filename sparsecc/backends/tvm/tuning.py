@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sparsecc import files
 from sparsecc.backends.tvm.target import TargetInfo
 from sparsecc.errors import SparseccError
 
@@ -50,25 +51,44 @@ def target_key(target: TargetInfo) -> str:
 
 
 class TuningRecords:
-    """Grid-search records: a JSON file of {target: {workload: {"tiles": ..., "ms": ..., "trials": ...}}}."""
+    """Grid-search records: a JSON file of {target: {workload: {"tiles": ..., "ms": ..., "trials": ...}}}.
+
+    Several processes may tune with one records directory at once: `store` re-reads the
+    file and merges under a file lock beside it (`<name>.lock`), then replaces it
+    atomically, so no process loses another's records and no reader sees half a file.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        try:
-            self.data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self.data = {}
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.data = self._read()
         self.trials_run = 0
 
+    def _read(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def lookup(self, target: TargetInfo, workload: str) -> dict | None:
-        return self.data.get(target_key(target), {}).get(workload)
+        key = target_key(target)
+        record = self.data.get(key, {}).get(workload)
+        if record is None:  # another process may have tuned it since this one read the file
+            self.data = self._read() or self.data
+            record = self.data.get(key, {}).get(workload)
+        return record
 
     def store(self, target: TargetInfo, workload: str, record: dict) -> None:
-        self.data.setdefault(target_key(target), {})[workload] = record
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with files.locked(self.lock_path):
+                data = self._read()
+                data.setdefault(target_key(target), {})[workload] = record
+                files.write_bytes(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
+        except OSError as error:
+            raise SparseccError(f"cannot write tuning records to {self.path}: {error.strerror}") from None
+        self.data = data
 
 
 @dataclasses.dataclass(frozen=True)

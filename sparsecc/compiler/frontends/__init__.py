@@ -21,15 +21,17 @@ from sparsecc.compiler.frontends.module_names import tag_module_names
 from sparsecc.compiler.frontends.onnx_file import from_proto, load_onnx_file
 from sparsecc.errors import ModelError
 
-__all__ = ["OPSET", "load_model", "resolve_model"]
+__all__ = ["OPSET", "load_model", "load_onnx_file", "resolve_model"]
 
 
-def resolve_model(model, example_inputs=None) -> tuple[ir.Model, dict[str, np.ndarray] | None]:
+def resolve_model(
+    model, example_inputs=None, label: str | None = None
+) -> tuple[ir.Model, dict[str, np.ndarray] | None]:
     """The IR of `model` and, when known, example inputs keyed by graph input name.
 
     `model`: a torch.nn.Module (with `example_inputs`: a tensor, a tuple, or a dict of
     keyword arguments), an onnx.ModelProto, an onnx_ir.Model (copied), a path to an
-    .onnx file, or "zoo:NAME".
+    .onnx file, or "zoo:NAME". `label` names a proto in errors (its file, say).
     """
     if isinstance(model, str) and model.startswith("zoo:"):
         from sparsecc import models
@@ -42,7 +44,7 @@ def resolve_model(model, example_inputs=None) -> tuple[ir.Model, dict[str, np.nd
             _numpy_inputs(example_inputs),
         )
     elif isinstance(model, onnx.ModelProto):
-        ir_model, feeds = from_proto(model), _numpy_inputs(example_inputs)
+        ir_model, feeds = from_proto(model, label=label or "the model"), _numpy_inputs(example_inputs)
     elif isinstance(model, ir.Model):
         ir_model, feeds = from_proto(ir.serde.serialize_model(model)), _numpy_inputs(example_inputs)
     elif _is_torch_module(model):

@@ -8,7 +8,7 @@ import onnx_ir as ir
 
 from sparsecc.backends.base import TensorSpec
 from sparsecc.backends.ort import session
-from sparsecc.errors import ModelError
+from sparsecc.errors import InputError, ModelError
 
 
 def graph_inputs(model: ir.Model) -> list[ir.Value]:
@@ -30,7 +30,10 @@ def example_feeds(model: ir.Model, given: dict[str, np.ndarray] | None) -> dict[
                     f"input '{value.name}' has a dynamic shape; pass example_inputs so sparsecc can compile "
                     "for a static shape"
                 )
-        return session.random_inputs(ir.serde.serialize_model(model))
+        try:
+            return session.random_inputs(ir.serde.serialize_model(model))
+        except InputError as error:
+            raise InputError(f"{error}; pass example_inputs (numpy arrays by input name)") from None
     names = [v.name for v in values]
     missing, unknown = [n for n in names if n not in given], sorted(set(given) - set(names))
     if missing or unknown:
@@ -51,6 +54,8 @@ def example_feeds(model: ir.Model, given: dict[str, np.ndarray] | None) -> dict[
                     f"example input '{value.name}' has shape {array.shape}, but the model fixes dimension {axis} "
                     f"to {dim} (model input shape {list(value.shape)})"
                 )
+        if value.dtype == ir.DataType.STRING and array.dtype.kind in "OUS":
+            continue  # strings: numpy keeps them as str_ (.npy files) or objects
         if array.dtype != _numpy_dtype(value):
             raise ModelError(
                 f"example input '{value.name}' has dtype {array.dtype}, the model's input is {_numpy_dtype(value)}"

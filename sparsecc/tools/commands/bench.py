@@ -7,7 +7,11 @@ from sparsecc.tools.commands.common import add_model_argument, add_spec_argument
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("bench", help="time dense and sparse builds of MODEL in one process")
+    parser = sub.add_parser(
+        "bench",
+        help="time dense and sparse builds of MODEL in one process",
+        epilog="examples:\n  sparsecc bench zoo:bert --spec '*mlp.fc*=block(16,1)@0.9'\n  sparsecc bench model.onnx --spec existing --profile",  # the formatter (cli.py) keeps its lines
+    )
     add_model_argument(parser)
     add_spec_argument(parser, required=True)
     parser.add_argument("--target", "-t", default="cpu", help="a target that runs here (default: cpu)")

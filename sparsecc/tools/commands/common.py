@@ -1,9 +1,10 @@
-"""What several subcommands share: loading MODEL once and checking a result numerically."""
+"""What several subcommands share: loading MODEL once, reading --input arrays, checking a result numerically."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -11,7 +12,9 @@ import onnx_ir as ir
 
 from sparsecc.backends.ort import session
 from sparsecc.compiler import frontends
+from sparsecc.compiler.frontends.inputs import example_feeds
 from sparsecc.compiler.op_support import check_supported_ops
+from sparsecc.errors import InputError
 from sparsecc.tools import present
 
 
@@ -20,22 +23,40 @@ class Source:
     """MODEL as given on the command line, exported/normalised once."""
 
     label: str
-    proto: onnx.ModelProto
-    inputs: dict[str, np.ndarray]
+    proto: onnx.ModelProto  # after the frontend: opset OPSET, unique names
+    inputs: dict[str, np.ndarray] | None  # --input arrays, the zoo's example, or synthetic; None: none made
     size_bytes: int  # of the ONNX file given, or of the dense export
+    original: onnx.ModelProto | None = None  # the file as read (the export for zoo models)
+    inputs_given: bool = False  # `inputs` are the user's (--input) or the zoo's, not synthetic
+    no_inputs_reason: str = ""  # why `inputs` is None
+
+    @property
+    def given(self) -> onnx.ModelProto:
+        """The model as the user gave it (what "unchanged" means)."""
+        return self.original if self.original is not None else self.proto
 
 
-def load_source(model: str) -> Source:
-    """Resolve a `.onnx` path or `zoo:NAME`; zoo models are exported (with a spinner)."""
+def load_source(model: str, inputs: dict[str, np.ndarray] | None = None) -> Source:
+    """Resolve a `.onnx` path or `zoo:NAME`; zoo models are exported (with a spinner).
+
+    `inputs` (from --input) are checked against the model's inputs; without them, inputs are
+    synthesised where the input types allow (see `session.random_inputs`)."""
     with present.status(f"loading {model}"):
-        ir_model, inputs = frontends.resolve_model(model)
+        is_file = not model.startswith("zoo:")
+        original = frontends.load_onnx_file(Path(model)) if is_file else None
+        ir_model, example = frontends.resolve_model(original if is_file else model, inputs, label=model)
         check_supported_ops(ir_model)
         proto = ir.serde.serialize_model(ir_model)
-    if inputs is None:
-        inputs = session.random_inputs(proto)
-    is_file = not model.startswith("zoo:") and os.path.exists(model)
+    given, reason = example is not None, ""
+    if example is not None:
+        example = example_feeds(ir_model, example)
+    else:
+        try:
+            example = session.random_inputs(original if original is not None else proto)
+        except InputError as error:
+            example, reason = None, str(error)
     size = os.path.getsize(model) if is_file else proto.ByteSize()
-    return Source(model, proto, inputs, size)
+    return Source(model, proto, example, size, original, given, reason)
 
 
 def add_model_argument(parser) -> None:
@@ -50,3 +71,24 @@ def add_spec_argument(parser, required: bool, default: str | None = None) -> Non
         default=default,
         help="sparsity spec: shorthand ('*ffn*=block(1,16)@0.9; *attn*=2:4'), or a .yaml/.json file",
     )
+
+
+def add_input_argument(parser, help: str) -> None:
+    parser.add_argument("--input", "-i", action="append", default=[], metavar="NAME=file.npy", help=help)
+
+
+def parse_inputs(pairs: list[str]) -> dict[str, np.ndarray]:
+    """`NAME=file.npy` pairs (repeated --input) -> {name: array}; a bad pair or file is an InputError."""
+    feeds = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--input {pair!r} must look like NAME=file.npy")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
+            raise InputError(f"cannot read input '{name}' from {path!r}: {error}") from None
+        if not isinstance(array, np.ndarray):  # an .npz archive
+            raise InputError(f"input '{name}': {path!r} holds several arrays; give one array as an .npy file")
+        feeds[name] = array
+    return feeds

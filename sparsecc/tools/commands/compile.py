@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from sparsecc.tools import present
-from sparsecc.tools.commands.common import add_model_argument, add_spec_argument
+from sparsecc.tools.commands.common import add_model_argument, add_spec_argument, load_source
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("compile", help="compile to a native .sccpkg artifact with TVM")
+    parser = sub.add_parser(
+        "compile",
+        help="compile to a native .sccpkg artifact with TVM",
+        epilog="examples:\n  sparsecc compile zoo:mlp --spec 'layers.0.weight=block(16,1)@0.9' -o mlp.sccpkg\n  sparsecc compile model.onnx --spec existing --tune 32 -o model.sccpkg\n  sparsecc compile model.onnx --spec '*=2:4' --target aarch64 -o model-arm.sccpkg",  # the formatter (cli.py) keeps its lines
+    )
     add_model_argument(parser)
     add_spec_argument(parser, required=True)
     parser.add_argument("--target", "-t", default="cpu", help="cpu (default), x86_64, aarch64, cuda[:sm_XX]")
@@ -23,6 +27,11 @@ def add_parser(sub) -> None:
     parser.add_argument(
         "--measure", action="store_true", help="time each sparse kernel against dense (report)"
     )
+    parser.add_argument(
+        "--html",
+        metavar="REPORT.html",
+        help="also write an HTML report: summary, per-layer chart and table (measured with --measure)",
+    )
     parser.add_argument("-o", "--output", required=True, metavar="OUT.sccpkg")
     parser.set_defaults(run=run)
 
@@ -34,10 +43,14 @@ def run(args) -> int:
     backend = backends.get(args.backend)
     target = backend.resolve_target(args.target)  # a bad target fails before the slow steps
     model = args.model
+    # The page needs W after pruning, which a compiled model does not keep: export MODEL once and
+    # run the (deterministic) sparsity pipeline a second time for it.
+    source = load_source(model) if args.html else None
     with present.status(f"compiling {model} for {target.name}"), present.log_lines("sparsecc.backends"):
         compiled = sparsecc.compile(
-            model,
+            source.proto if source else model,
             args.spec,
+            source.inputs if source else None,
             target=args.target,
             tune=args.tune,
             measure=args.measure,
@@ -50,4 +63,25 @@ def run(args) -> int:
     with present.status("writing the artifact"):
         compiled.save(args.output)
     present.console.print(f"wrote {args.output}")
+    if source is not None:
+        _write_html(args, source, compiled, f"{target.name} ({backend.name})")
     return 0
+
+
+def _write_html(args, source, compiled, where: str) -> None:
+    from sparsecc.tools import html_report
+
+    data = html_report.sparsify_for_report(
+        source.proto, args.spec, source.inputs, target=args.target, backend=args.backend
+    )
+    measured = "kernels measured against dense here" if args.measure else "not measured (add --measure)"
+    html_report.write_html(
+        args.html,
+        f"sparsecc compile {args.model} for {where}",
+        compiled.report,
+        data.weights,
+        data.stored_bytes,
+        model_parameters=html_report.model_parameters(source.proto),
+        subtitle=f"spec '{data.result.spec}'; {measured}",
+    )
+    present.console.print(f"HTML report written to {args.html}")

@@ -13,13 +13,18 @@ from pathlib import Path
 import onnx_ir as ir
 
 from sparsecc.compiler import api
+from sparsecc.compiler.onnx_save import save_onnx
 from sparsecc.tools import present
 from sparsecc.tools.commands.common import load_source
 from sparsecc.tools.commands.sparsify import check_outputs
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("demo", help="sparsify the bundled BERT-style model and check it")
+    parser = sub.add_parser(
+        "demo",
+        help="sparsify the bundled BERT-style model and check it",
+        epilog="examples:\n  sparsecc demo\n  sparsecc demo --model mlp --no-compile -o demo-out/",  # the formatter (cli.py) keeps its lines
+    )
     parser.add_argument("--model", default="bert", help="zoo model name (default: bert)")
     parser.add_argument("--spec", help="override the zoo model's default spec")
     parser.add_argument("-o", "--output-dir", help="keep the written ONNX files here")
@@ -47,8 +52,8 @@ def run(args) -> int:
     out_dir = Path(args.output_dir or tempfile.mkdtemp(prefix="sparsecc-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     dense_path, sparse_path = out_dir / f"{zoo.name}-dense.onnx", out_dir / f"{zoo.name}-sparse.onnx"
-    dense_path.write_bytes(source.proto.SerializeToString())
-    sparse_path.write_bytes(sparse.SerializeToString())
+    save_onnx(source.proto, dense_path)
+    save_onnx(sparse, sparse_path)
     dense_size, sparse_size = dense_path.stat().st_size, sparse_path.stat().st_size
     present.console.print(
         present.key_value_table(

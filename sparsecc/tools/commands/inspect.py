@@ -2,41 +2,46 @@
 
 from __future__ import annotations
 
-from sparsecc.compiler import api
-from sparsecc.passes.conv import find_weighted
 from sparsecc.tools import present
 from sparsecc.tools.commands.common import add_model_argument, add_spec_argument, load_source
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("inspect", help="report per-weight sparsity and the format each weight would get")
+    parser = sub.add_parser(
+        "inspect",
+        help="report per-weight sparsity and the format each weight would get",
+        epilog="examples:\n  sparsecc inspect model.onnx\n  sparsecc inspect zoo:bert --spec '*mlp.fc*=block(16,1)@0.9' --html report.html",  # the formatter (cli.py) keeps its lines
+    )
     add_model_argument(parser)
     add_spec_argument(parser, required=False, default="existing")
     parser.add_argument(
-        "--html", metavar="REPORT.html", help="also write an HTML report with sparsity heatmaps"
+        "--html",
+        metavar="REPORT.html",
+        help="also write an HTML report: summary, sparsity chart per layer, table, heatmaps",
     )
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from sparsecc.tools import html_report
+
     source = load_source(args.model)
-    weights = {}
-
-    def keep_weights(name, model):
-        if name == "prune":
-            weights.update({m.name: m.w() for m in find_weighted(model.graph)})
-
-    result = api.sparsify_ir(
-        source.proto, args.spec, source.inputs, after_pass=keep_weights, verify=args.debug
-    )
+    data = html_report.sparsify_for_report(source.proto, args.spec, source.inputs, verify=args.debug)
+    result = data.result
     present.console.print(
         present.weight_table(result.report, title=f"{args.model} with spec '{result.spec}'")
     )
     for message in result.warnings:
         present.warn(message)
     if args.html:
-        from sparsecc.tools.html_report import write_html
-
-        write_html(args.html, f"sparsecc inspect {args.model}", result.report, weights)
+        html_report.write_html(
+            args.html,
+            f"sparsecc inspect {args.model}",
+            result.report,
+            data.weights,
+            data.stored_bytes,
+            model_parameters=html_report.model_parameters(source.proto),
+            subtitle=f"spec '{result.spec}'; formats priced by the {result.context.cost_model.name}",
+        )
         present.console.print(f"HTML report written to {args.html}")
     return 0

@@ -12,7 +12,11 @@ from sparsecc.tools.commands.common import add_model_argument, add_spec_argument
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("opt", help="run a pass pipeline and write the IR")
+    parser = sub.add_parser(
+        "opt",
+        help="run a pass pipeline and write the IR",
+        epilog="examples:\n  sparsecc opt zoo:mlp -p canonicalize,analyze-sparsity --print-ir-after-all -o mlp.onnx\n  sparsecc opt model.onnx -p canonicalize,prune,dense-to-sparse --spec '*=2:4' -o out.onnx",  # the formatter (cli.py) keeps its lines
+    )
     add_model_argument(parser)
     parser.add_argument(
         "-p",

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 from sparsecc.errors import InputError
 from sparsecc.tools import present
+from sparsecc.tools.commands.common import add_input_argument, parse_inputs
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("run", help="run a .sccpkg on inputs from .npy files")
+    parser = sub.add_parser(
+        "run",
+        help="run a .sccpkg on inputs from .npy files",
+        epilog="examples:\n  sparsecc run model.sccpkg --input x=x.npy -o outputs.npz",  # the formatter (cli.py) keeps its lines
+    )
     parser.add_argument("package", metavar="PKG")
-    parser.add_argument("--input", "-i", action="append", default=[], metavar="NAME=file.npy")
+    add_input_argument(parser, help="an input array (repeat for each input)")
     parser.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs here")
     parser.set_defaults(run=run)
-
-
-def _inputs(pairs: list[str]) -> dict:
-    import numpy as np
-
-    feeds = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path:
-            raise InputError(f"--input {pair!r} must look like NAME=file.npy")
-        try:
-            feeds[name] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise InputError(f"cannot read input '{name}' from {path!r}: {error}") from None
-    return feeds
 
 
 def run(args) -> int:
@@ -36,7 +26,7 @@ def run(args) -> int:
     from sparsecc import files
 
     model = sparsecc.load(args.package)
-    feeds = _inputs(args.input)
+    feeds = parse_inputs(args.input)
     unknown = set(feeds) - {s.name for s in model.input_specs}
     if unknown:
         raise InputError(

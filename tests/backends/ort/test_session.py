@@ -35,9 +35,12 @@ def test_a_small_difference_is_measured():
 
 
 def test_a_model_that_lost_an_output_disagrees():
+    """Equal output counts are required: the first outputs agreeing is not enough, either way round."""
     two = model("Y = Abs(X)\n Z = Neg(X)", "float[4] Y, float[4] Z")
-    agreement = session.compare(model("Y = Abs(X)"), two, {"X": X})
-    assert not agreement.ok
+    for candidate, reference in ((model("Y = Abs(X)"), two), (two, model("Y = Abs(X)"))):
+        agreement = session.compare(candidate, reference, {"X": X})
+        assert not agreement.ok and agreement.max_abs_diff == float("inf")
+    assert session.compare(two, two, {"X": X}).ok
 
 
 def test_integer_outputs_compare_exactly():

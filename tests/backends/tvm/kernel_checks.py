@@ -9,6 +9,7 @@ import numpy as np
 import tvm
 
 from sparsecc.backends.tvm.kernels.rules import make_kernel
+from tests.weights import split
 
 EM_AARCH64 = 183
 # An AVX-512 x86 target for tests that only build and read the code: hosts differ (AVX2 or AVX-512).
@@ -31,22 +32,27 @@ def run_built(kernel, x, target) -> np.ndarray:
 
 
 def check_kernel(kernel, weight, bias, m, target=None) -> None:
-    """A built Kernel object (e.g. a tuned one) against numpy, same tolerance as `check`."""
+    """A built Kernel object (e.g. a tuned one) against numpy, same tolerance as `check`.
+
+    `weight` is the test's dense (masked) array or an `Encoded` pair (tests/weights.py)."""
     from sparsecc.backends.tvm.target import resolve_target
 
-    x = np.random.default_rng(1).standard_normal((m, weight.shape[1])).astype(np.float32)
-    want = x.astype(np.float64) @ weight.to_dense().T.astype(np.float64) + bias
+    _, dense = split(weight)
+    x = np.random.default_rng(1).standard_normal((m, dense.shape[1])).astype(np.float32)
+    want = x.astype(np.float64) @ dense.T.astype(np.float64) + bias
     got = run_built(kernel, x, target or resolve_target("cpu"))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())))
 
 
 def check(weight, target, m=7, bias=True, rng=None, tiles=None) -> None:
-    """Kernel output == x @ W.T + b, rtol 1e-4 and atol 1e-4 scaled by the output's magnitude."""
+    """Kernel output == x @ W.T + b, rtol 1e-4 and atol 1e-4 scaled by the output's magnitude.
+
+    W is the test's masked array: `weight` is a dense array or an `Encoded` pair (tests/weights.py)."""
     rng = rng or np.random.default_rng(0)
-    out, inp = weight.shape
+    weight, dense = split(weight)
+    out, inp = dense.shape
     x = rng.standard_normal((m, inp)).astype(np.float32)
     b = rng.standard_normal(out).astype(np.float32) if bias else None
-    dense = weight if isinstance(weight, np.ndarray) else weight.to_dense()
     want = x.astype(np.float64) @ dense.T.astype(np.float64) + (0.0 if b is None else b)
     got = run_kernel(weight, b, x, target, tiles)
     scale = max(1.0, float(np.abs(want).max()))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import sparsecc
+from sparsecc.backends.ort import session
 from sparsecc.compiler import frontends
 from sparsecc.errors import InputError
 from tests.hf_bert import make_hf_bert, prune_hf_bert
@@ -51,8 +52,10 @@ def test_bert_from_onnx_file(pruned_bert, tmp_path):
     ir.save(ir_model, tmp_path / "bert.onnx")
     cm = sparsecc.compile(str(tmp_path / "bert.onnx"), "existing", example_inputs=feeds)
     check_bert(cm, inputs, expected)
-    torch_out = cm(**inputs)  # torch in -> torch out
+    torch_out = cm(**inputs)  # torch in -> torch out, the same numbers as numpy in
     assert isinstance(torch_out[0], torch.Tensor)
+    hidden = torch_out[0].numpy()
+    assert np.abs(hidden - expected).max() <= 1e-4 * np.abs(expected).max()
 
     # token ids index the embedding table, which TVM's Gather does not bounds-check
     assert cm.input_specs[0].name == "input_ids"
@@ -118,7 +121,12 @@ def test_cli_compile_run(tmp_path):
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    assert np.load(tmp_path / "y.npz")[sparsecc.load(pkg).output_specs[0].name].shape == (32, 256)
+    got = np.load(tmp_path / "y.npz")[sparsecc.load(pkg).output_specs[0].name]
+    # onnxruntime on the pruned dense model (standard ONNX, the same spec): 1e-4 of the largest output
+    pruned = sparsecc.sparsify("zoo:mlp", "layers.1.weight=unstructured@0.95", portable=True)
+    (want,) = session.run(pruned, {name: x})
+    assert got.shape == want.shape == (32, 256)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     bad = subprocess.run(
         [
             sys.executable,

@@ -1,6 +1,5 @@
 """Builds for targets that do not run here: aarch64 (cross compiler) and CUDA (nvcc, no GPU)."""
 
-import shutil
 import struct
 import zipfile
 
@@ -13,7 +12,9 @@ SPEC = "layers.0.weight=block(16,1)@0.9; layers.1.weight=unstructured@0.95; laye
 EM_AARCH64 = 183
 
 
-@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None, reason="needs g++-aarch64-linux-gnu")
+@pytest.mark.requires_tool(
+    "aarch64-linux-gnu-g++", reason="needs g++-aarch64-linux-gnu (scripts/test.sh installs it as root)"
+)
 def test_aarch64_artifact_is_an_aarch64_elf(tmp_path):
     cm = sparsecc.compile("zoo:mlp", SPEC, target="aarch64")
     # 2:4 has no lane-permute kernel on NEON; the token-vectorised one is slower than dense, so it runs dense
@@ -33,7 +34,7 @@ def test_aarch64_artifact_is_an_aarch64_elf(tmp_path):
         sparsecc.load(path)
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+@pytest.mark.requires_tool("nvcc", reason="needs nvcc (the CUDA toolkit) on PATH")
 def test_cuda_artifact_holds_ptx_for_each_sparse_kernel(tmp_path):
     cm = sparsecc.compile("zoo:mlp", SPEC, target="cuda:sm_90")
     kernels = {row["kernel"] for row in cm.report}

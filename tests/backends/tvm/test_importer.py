@@ -15,12 +15,12 @@ TARGET = resolve_target("cpu")
 RNG = np.random.default_rng(5)
 
 
-def run_tvm(proto, feeds):
+def run_tvm(proto, feeds, kernels=None, bias_adds=None):
     from tvm import relax
 
     shapes = {k: v.shape for k, v in feeds.items()}
     dtypes = {k: str(v.dtype) for k, v in feeds.items()}
-    module = import_onnx(proto, shapes, dtypes)
+    module = import_onnx(proto, shapes, dtypes, kernels, TARGET, bias_adds)
     vm = relax.VirtualMachine(build_relax(module, TARGET), tvm.cpu())
     out = vm["main"](*[tvm.runtime.tensor(feeds[i.name], tvm.cpu()) for i in proto.graph.input])
     return out.numpy() if hasattr(out, "numpy") else out[0].numpy()
@@ -112,3 +112,75 @@ def test_small_integer_powers_become_products_and_match_onnxruntime():
     module = import_onnx(proto, {"X": (4, 64)}, {"X": "float32"})
     text = module.script()
     assert text.count("R.power(") == 1 and "R.multiply(" in text  # only the square root stays a power
+
+
+def layer_kernels(proto, feeds) -> tuple[dict, set[str]]:
+    """Node name -> our kernel for each linear layer, made directly (no cost model: sparse stays
+    sparse), and the bias Adds those kernels take in."""
+    import onnx_ir as ir
+
+    from sparsecc.backends.tvm.kernels.rules import make_kernel
+    from sparsecc.backends.tvm.layers import find_layers
+
+    layers = find_layers(ir.serde.deserialize_model(proto), feeds)
+    kernels = {layer.node: make_kernel(layer.weight, layer.bias, layer.m, TARGET) for layer in layers}
+    return kernels, {layer.bias_add for layer in layers if layer.bias_add}
+
+
+def sparse_layer(op_type: str, x_shape, with_bias: bool):
+    """One sparse op (and its reference body, which onnxruntime runs) on a masked 32x48 weight."""
+    from sparsecc.ops import BsrWeight, CsrWeight, NmWeight
+    from sparsecc.sparsity.masks import block_mask, nm_mask, unstructured_mask
+    from tests.ops.test_reference_bodies import single_op_model
+
+    w = RNG.standard_normal((32, 48)).astype(np.float32)
+    weight = {
+        "BsrMatMul": lambda: BsrWeight.from_dense(w * block_mask(w, (4, 4), 0.6), (4, 4)),
+        "CsrMatMul": lambda: CsrWeight.from_dense(w * unstructured_mask(w, 0.8)),
+        "NmMatMul": lambda: NmWeight.from_dense(w * nm_mask(w, 2, 4), 2, 4),
+    }[op_type]()
+    model, _ = single_op_model(weight, x_shape, with_bias)
+    import onnx_ir as ir
+
+    return ir.serde.serialize_model(model)
+
+
+@pytest.mark.parametrize("op_type", ["BsrMatMul", "CsrMatMul", "NmMatMul"])
+@pytest.mark.parametrize(("x_shape", "with_bias"), [((7, 48), True), ((2, 5, 48), False)])
+def test_sparse_ops_match_onnxruntime(op_type, x_shape, with_bias):
+    """Each sparsecc op imported as our kernel: the same numbers as its reference body in onnxruntime."""
+    proto = sparse_layer(op_type, x_shape, with_bias)
+    assert [n.op_type for n in proto.graph.node] == [op_type]
+    feeds = {"X": RNG.standard_normal(x_shape).astype(np.float32)}
+    kernels, bias_adds = layer_kernels(proto, feeds)
+    (kernel,) = kernels.values()
+    prefix = {"BsrMatMul": "bsr_", "CsrMatMul": "csr_", "NmMatMul": "nm_"}[op_type]
+    assert kernel.runs != "dense" and kernel.name.startswith(prefix), kernel.name
+    want = session.run(proto, feeds)[0]
+    got = run_tvm(proto, feeds, kernels, bias_adds)
+    assert got.shape == want.shape == (*x_shape[:-1], 32)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+def test_dense_linear_matches_onnxruntime():
+    """MatMul by a constant weight, then Add of a constant bias: our dense kernel, bias folded in."""
+    w = RNG.standard_normal((48, 32)).astype(np.float32)
+    b = RNG.standard_normal(32).astype(np.float32)
+    graph = onnx.helper.make_graph(
+        [
+            onnx.helper.make_node("MatMul", ["X", "W"], ["H"], name="linear"),
+            onnx.helper.make_node("Add", ["H", "B"], ["Y"], name="bias"),
+        ],
+        "g",
+        [onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [6, 48])],
+        [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [6, 32])],
+        initializer=[onnx.numpy_helper.from_array(w, "W"), onnx.numpy_helper.from_array(b, "B")],
+    )
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 23)], ir_version=10)
+    x = RNG.standard_normal((6, 48)).astype(np.float32)
+    want = x.astype(np.float64) @ w + b  # numpy, and onnxruntime beside it
+    np.testing.assert_allclose(session.run(proto, {"X": x})[0], want, rtol=1e-5, atol=1e-4)
+    kernels, bias_adds = layer_kernels(proto, {"X": x})
+    assert [k.name for k in kernels.values()] == [f"dense_gemm_{TARGET.family}"] and bias_adds == {"bias"}
+    got = run_tvm(proto, {"X": x}, kernels, bias_adds)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))

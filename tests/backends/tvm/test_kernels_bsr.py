@@ -1,7 +1,6 @@
 """BSR linear kernels (x86 here; aarch64 and CUDA as builds) against numpy on odd cases."""
 
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +13,8 @@ from sparsecc.backends.tvm.target import resolve_target
 from sparsecc.ops import BsrWeight
 from sparsecc.sparsity.masks import block_mask
 from tests.backends.tvm.kernel_checks import EM_AARCH64, aarch64_build, check, cuda_ptx, elf_machine
+from tests.conftest import require
+from tests.weights import encode
 
 CPU = resolve_target("cpu")
 RNG = np.random.default_rng(5)
@@ -21,7 +22,7 @@ RNG = np.random.default_rng(5)
 
 def pruned(out, inp, block, sparsity):
     w = RNG.standard_normal((out, inp)).astype(np.float32)
-    return BsrWeight.from_dense(w * block_mask(w, block, sparsity), block)
+    return encode(BsrWeight, w * block_mask(w, block, sparsity), block)
 
 
 @pytest.mark.parametrize("block", [(1, 1), (3, 5), (2, 8), (32, 1), (1, 32)])
@@ -39,15 +40,15 @@ def test_row_with_no_blocks_one_block_and_every_block():
     w = np.zeros((32, 40), np.float32)
     w[8:12, 0:4] = RNG.standard_normal((4, 4))  # block row 2: one block
     w[12:16] = RNG.standard_normal((4, 40))  # block row 3: every block
-    weight = BsrWeight.from_dense(w, (4, 4))
-    assert list(np.diff(weight.row_ptr)) == [0, 0, 1, 10, 0, 0, 0, 0]
+    weight = encode(BsrWeight, w, (4, 4))
+    assert list(np.diff(weight.weight.row_ptr)) == [0, 0, 1, 10, 0, 0, 0, 0]
     check(weight, CPU, m=9, rng=RNG)
     check(weight, CPU, m=9, bias=False, rng=RNG)
 
 
 def test_no_blocks_at_all_gives_the_bias_or_zeros():
-    weight = BsrWeight.from_dense(np.zeros((48, 32), np.float32), (16, 1))
-    assert weight.nnz_blocks == 0
+    weight = encode(BsrWeight, np.zeros((48, 32), np.float32), (16, 1))
+    assert weight.weight.nnz_blocks == 0
     check(weight, CPU, m=5, rng=RNG)
     check(weight, CPU, m=5, bias=False, rng=RNG)
 
@@ -65,7 +66,7 @@ def test_every_tile_the_tuner_may_choose_is_correct(m):
 
 def test_a_tile_that_does_not_divide_the_tokens_is_refused():
     with pytest.raises(ValueError, match="MT must be one of"):
-        make_kernel(pruned(64, 32, (8, 1), 0.5), None, 45, CPU, {"MT": 32})
+        make_kernel(pruned(64, 32, (8, 1), 0.5).weight, None, 45, CPU, {"MT": 32})
 
 
 def test_layer_size_at_ninety_percent():
@@ -73,7 +74,7 @@ def test_layer_size_at_ninety_percent():
 
 
 def test_kernel_metadata():
-    weight = pruned(64, 32, (16, 1), 0.5)
+    weight = pruned(64, 32, (16, 1), 0.5).weight
     kernel = make_kernel(weight, None, 10, CPU)
     assert kernel.name == "bsr_16x1_x86"
     assert kernel.flops == 2 * 10 * weight.nnz_blocks * 16
@@ -86,18 +87,20 @@ def test_kernel_metadata():
 
 
 def test_aarch64_build_uses_neon_and_exports_an_aarch64_object(tmp_path):
-    asm, library = aarch64_build(pruned(64, 32, (4, 4), 0.5), 9, resolve_target("aarch64"), tmp_path)
+    asm, library = aarch64_build(pruned(64, 32, (4, 4), 0.5).weight, 9, resolve_target("aarch64"), tmp_path)
     assert re.search(r"fmla\s+v\d+\.4s", asm)  # 128-bit NEON FMAs
-    if library is None:
-        pytest.skip("needs g++-aarch64-linux-gnu for the export half")
+    require(library is not None, "needs g++-aarch64-linux-gnu for the export half")
     assert elf_machine(library) == EM_AARCH64
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+@pytest.mark.requires_tool("nvcc", reason="needs nvcc (the CUDA toolkit) on PATH")
 def test_cuda_build_compiles_to_ptx(monkeypatch):
     monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "nvcc")
     target = resolve_target("cuda:sm_90")
-    for weight in (pruned(64, 32, (16, 1), 0.5), BsrWeight.from_dense(np.zeros((32, 8), np.float32), (4, 4))):
+    for weight in (
+        pruned(64, 32, (16, 1), 0.5).weight,
+        BsrWeight.from_dense(np.zeros((32, 8), np.float32), (4, 4)),
+    ):
         ptx = cuda_ptx(weight, np.ones(weight.shape[0], np.float32), 7, target)
         assert ".target sm_90" in ptx and ".entry" in ptx
-    assert re.search(r"fma\.rn(\.ftz)?\.f32", cuda_ptx(pruned(64, 32, (16, 1), 0.5), None, 7, target))
+    assert re.search(r"fma\.rn(\.ftz)?\.f32", cuda_ptx(pruned(64, 32, (16, 1), 0.5).weight, None, 7, target))

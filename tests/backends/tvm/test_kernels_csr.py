@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -38,7 +37,7 @@ def test_aarch64_neon_build():
     assert re.search(r"fmla\s+v\d+\.4s", asm)  # 128-bit NEON FMAs over 4 tokens
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+@pytest.mark.requires_tool("nvcc", reason="needs nvcc (the CUDA toolkit) on PATH")
 def test_cuda_build_emits_ptx(monkeypatch):
     monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "nvcc")
     target = resolve_target("cuda:sm_90")

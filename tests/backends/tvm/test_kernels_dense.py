@@ -1,7 +1,6 @@
 """The dense linear kernel (BSR with every block present) on odd shapes, and its cross builds."""
 
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -12,6 +11,8 @@ from sparsecc.backends.tvm.kernels.blocks import dense_as_blocks
 from sparsecc.backends.tvm.kernels.rules import make_kernel
 from sparsecc.backends.tvm.target import resolve_target
 from tests.backends.tvm.kernel_checks import EM_AARCH64, aarch64_build, check, cuda_ptx, elf_machine
+from tests.conftest import require
+from tests.weights import encode
 
 CPU = resolve_target("cpu")
 RNG = np.random.default_rng(9)
@@ -81,12 +82,11 @@ def test_gemm_refuses_tiles_that_do_not_fit():
 def test_aarch64_build(tmp_path):
     asm, library = aarch64_build(dense(40, 24), 6, resolve_target("aarch64"), tmp_path)
     assert re.search(r"fmla\s+v\d+\.4s", asm)
-    if library is None:
-        pytest.skip("needs g++-aarch64-linux-gnu for the export half")
+    require(library is not None, "needs g++-aarch64-linux-gnu for the export half")
     assert elf_machine(library) == EM_AARCH64
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+@pytest.mark.requires_tool("nvcc", reason="needs nvcc (the CUDA toolkit) on PATH")
 def test_cuda_build_compiles_to_ptx(monkeypatch):
     monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "nvcc")
     ptx = cuda_ptx(dense(13, 7), np.ones(13, np.float32), 3, resolve_target("cuda:sm_80"))
@@ -104,7 +104,7 @@ def test_few_tokens_use_the_gemv_kernel(m, out, inp):
 
 
 def test_gemv_needs_whole_vectors_along_the_inputs():
-    w = RNG.standard_normal((16, 20)).astype(np.float32)  # 20 inputs: not a multiple of 16 lanes
+    w = RNG.standard_normal((16, 20)).astype(np.float32)  # 20 inputs: whole vectors of neither 8 nor 16 lanes
     assert make_kernel(w, None, 1, CPU).name == "dense_gemm_x86"
     check(w, CPU, m=1, rng=RNG)
 
@@ -113,7 +113,9 @@ def test_one_token_through_one_row_blocks_runs_the_dense_gemv():
     from sparsecc.ops import BsrWeight, CsrWeight
 
     w = RNG.standard_normal((64, 64)).astype(np.float32) * (RNG.random((64, 64)) < 0.1)
-    for weight in (CsrWeight.from_dense(w), BsrWeight.from_dense(w, (1, 1))):
-        assert make_kernel(weight, None, 1, CPU).name == "dense_gemv_x86"
-        assert make_kernel(weight, None, 2, CPU).name != "dense_gemv_x86"  # 2+ tokens: sparse pays again
-        check(weight, CPU, m=1, rng=RNG)
+    for encoded in (encode(CsrWeight, w), encode(BsrWeight, w, (1, 1))):
+        assert make_kernel(encoded.weight, None, 1, CPU).name == "dense_gemv_x86"
+        assert (
+            make_kernel(encoded.weight, None, 2, CPU).name != "dense_gemv_x86"
+        )  # 2+ tokens: sparse pays again
+        check(encoded, CPU, m=1, rng=RNG)

@@ -4,7 +4,6 @@ where it does not apply (dense, with the reason), and the CUDA build."""
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -163,7 +162,7 @@ def test_aarch64_runs_dense_and_says_why():
     assert "fmla" in module.mod.inspect_source("asm")
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+@pytest.mark.requires_tool("nvcc", reason="needs nvcc (the CUDA toolkit) on PATH")
 def test_cuda_build_emits_ptx(monkeypatch):
     monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "nvcc")
     target = resolve_target("cuda:sm_90")

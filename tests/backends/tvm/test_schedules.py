@@ -83,7 +83,7 @@ def test_row_reduction_declines_a_reduction_over_a_leading_axis():
     ],
 )
 def test_batch_matmul_register_tiles_and_fallback_match_numpy(a_shape, b_shape):
-    from sparsecc.backends.tvm.schedules import BatchMatmul
+    from sparsecc.backends.tvm.schedules import TILE_ROWS, TILE_VECTORS, BatchMatmul
 
     builder = relax.BlockBuilder()
     a, b = (
@@ -97,7 +97,15 @@ def test_batch_matmul_register_tiles_and_fallback_match_numpy(a_shape, b_shape):
     module = relax.get_pipeline("zero")(builder.get())
     (func,) = [f for f in module.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
     with CPU.target:
-        assert BatchMatmul().apply(func, CPU.target, False) is not None  # tiled, or the plain fallback
+        schedule = BatchMatmul().apply(func, CPU.target, False)
+    assert schedule is not None
+    # the register tile where rows and columns divide into it (both BERT shapes, with 8 or 16 lanes),
+    # else the plain fallback; only the tiled schedule stages its accumulator through a cache_write
+    rows, columns = a_shape[-2], b_shape[-1]
+    tiled = rows % TILE_ROWS == 0 and columns % (TILE_VECTORS * CPU.lanes) == 0
+    assert tiled == (a_shape[-2] >= 128)  # the shapes above are chosen so on AVX2 and AVX-512
+    kinds = [inst.kind.name for inst in schedule.trace.insts]
+    assert ("CacheWrite" in kinds and "Unroll" in kinds) == tiled, kinds
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal(a_shape).astype(np.float32), rng.standard_normal(b_shape).astype(np.float32)
     vm = relax.VirtualMachine(
