@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,6 @@ class Source:
     label: str
     proto: onnx.ModelProto  # after the frontend: opset OPSET, unique names
     inputs: dict[str, np.ndarray] | None  # --input arrays, the zoo's example, or synthetic; None: none made
-    size_bytes: int  # of the ONNX file given, or of the dense export
     original: onnx.ModelProto | None = None  # the file as read (the export for zoo models)
     inputs_given: bool = False  # `inputs` are the user's (--input) or the zoo's, not synthetic
     no_inputs_reason: str = ""  # why `inputs` is None
@@ -55,8 +53,7 @@ def load_source(model: str, inputs: dict[str, np.ndarray] | None = None) -> Sour
             example = session.random_inputs(original if original is not None else proto)
         except InputError as error:
             example, reason = None, str(error)
-    size = os.path.getsize(model) if is_file else proto.ByteSize()
-    return Source(model, proto, example, size, original, given, reason)
+    return Source(model, proto, example, original, given, reason)
 
 
 def add_model_argument(parser) -> None:
