@@ -117,7 +117,9 @@ def test_compile_measure_html_shows_measured_speedups(tmp_path):
     path = tmp_path / "mlp.onnx"
     w1, w2 = _model(path)
     page_path, pkg = tmp_path / "report.html", tmp_path / "mlp.sccpkg"
-    spec = "W1t=block(16,1)@0.75"
+    spec = (
+        "W1t=block(16,1)@0.95"  # a twentieth of the work: sparse wins its measurement on a loaded machine too
+    )
     assert (
         main(["compile", str(path), "--spec", spec, "--measure", "--html", str(page_path), "-o", str(pkg)])
         == 0

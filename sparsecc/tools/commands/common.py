@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,21 @@ class Source:
     """MODEL as given on the command line, exported/normalised once."""
 
     label: str
-    proto: onnx.ModelProto  # after the frontend: opset OPSET, unique names
+    ir_model: ir.Model  # after the frontend: opset OPSET, unique names (a file's tensors are not copied)
     inputs: dict[str, np.ndarray] | None  # --input arrays, the zoo's example, or synthetic; None: none made
     original: onnx.ModelProto | None = None  # the file as read (the export for zoo models)
     inputs_given: bool = False  # `inputs` are the user's (--input) or the zoo's, not synthetic
     no_inputs_reason: str = ""  # why `inputs` is None
+
+    @functools.cached_property
+    def proto(self) -> onnx.ModelProto:
+        """`ir_model` as a proto, made on first use (it copies every weight)."""
+        return ir.serde.serialize_model(self.ir_model)
+
+    @property
+    def runnable(self) -> onnx.ModelProto | str:
+        """What onnxruntime should load for the model as given: its file when there is one."""
+        return self.label if self.original is not None else self.given
 
     @property
     def given(self) -> onnx.ModelProto:
@@ -44,16 +55,15 @@ def load_source(model: str, inputs: dict[str, np.ndarray] | None = None) -> Sour
         original = frontends.load_onnx_file(Path(model)) if is_file else None
         ir_model, example = frontends.resolve_model(original if is_file else model, inputs, label=model)
         check_supported_ops(ir_model)
-        proto = ir.serde.serialize_model(ir_model)
-    given, reason = example is not None, ""
+    source = Source(model, ir_model, None, original, inputs_given=example is not None)
     if example is not None:
-        example = example_feeds(ir_model, example)
+        source.inputs = example_feeds(ir_model, example)
     else:
         try:
-            example = session.random_inputs(original if original is not None else proto)
+            source.inputs = session.random_inputs(source.given)
         except InputError as error:
-            example, reason = None, str(error)
-    return Source(model, proto, example, original, given, reason)
+            source.no_inputs_reason = str(error)
+    return source
 
 
 def add_model_argument(parser) -> None:
