@@ -139,6 +139,19 @@ class ReportData:
     result: api.SparsifyResult
     weights: dict[str, np.ndarray]
     stored_bytes: dict[str, int]
+    model_parameters: int | None  # every initializer's elements in the model given (a proto)
+
+    def write_page(self, path: str | Path, title: str, rows: Iterable, subtitle: str) -> None:
+        """The report page for `rows` (this pipeline run's or a compiled model's report)."""
+        write_html(
+            path,
+            title,
+            rows,
+            self.weights,
+            self.stored_bytes,
+            model_parameters=self.model_parameters,
+            subtitle=subtitle,
+        )
 
 
 def sparsify_for_report(model, spec, example_inputs=None, **options) -> ReportData:
@@ -150,7 +163,8 @@ def sparsify_for_report(model, spec, example_inputs=None, **options) -> ReportDa
             weights.update({m.name: m.w() for m in find_weighted(ir_model.graph)})
 
     result = api.sparsify_ir(model, spec, example_inputs, after_pass=keep_weights, **options)
-    return ReportData(result, weights, sparse_bytes(result.model))
+    parameters = model_parameters(model) if isinstance(model, onnx.ModelProto) else None
+    return ReportData(result, weights, sparse_bytes(result.model), parameters)
 
 
 # -- heatmaps ----------------------------------------------------------------------------------------

@@ -166,7 +166,8 @@ def log_lines(logger_name: str) -> Iterator[None]:
 
 
 def warn(message: str) -> None:
-    error_console.print(f"[yellow]warning:[/yellow] {message}")
+    """One line on stderr, however long (a terminal wraps it, rich does not break it)."""
+    error_console.print(f"[yellow]warning:[/yellow] {message}", soft_wrap=True)
 
 
 def error(message: str) -> None:

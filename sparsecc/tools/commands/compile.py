@@ -75,13 +75,10 @@ def _write_html(args, source, compiled, where: str) -> None:
         source.proto, args.spec, source.inputs, target=args.target, backend=args.backend
     )
     measured = "kernels measured against dense here" if args.measure else "not measured (add --measure)"
-    html_report.write_html(
+    data.write_page(
         args.html,
         f"sparsecc compile {args.model} for {where}",
         compiled.report,
-        data.weights,
-        data.stored_bytes,
-        model_parameters=html_report.model_parameters(source.proto),
         subtitle=f"spec '{data.result.spec}'; {measured}",
     )
     present.console.print(f"HTML report written to {args.html}")

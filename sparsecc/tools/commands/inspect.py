@@ -34,13 +34,10 @@ def run(args) -> int:
     for message in result.warnings:
         present.warn(message)
     if args.html:
-        html_report.write_html(
+        data.write_page(
             args.html,
             f"sparsecc inspect {args.model}",
             result.report,
-            data.weights,
-            data.stored_bytes,
-            model_parameters=html_report.model_parameters(source.proto),
             subtitle=f"spec '{result.spec}'; formats priced by the {result.context.cost_model.name}",
         )
         present.console.print(f"HTML report written to {args.html}")
