@@ -37,10 +37,30 @@ def require_tool(name: str, reason: str | None = None) -> str:
     return path
 
 
+def gpu_missing() -> str | None:
+    """Why no CUDA GPU is usable here (None: one is): the GPU tests drive kernels with CuPy."""
+    try:
+        import cupy
+    except ImportError:
+        return "needs an NVIDIA GPU and CuPy (CI has none; bench/gpu_check.py runs these checks on one)"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as error:
+        return f"no CUDA device: {error}"
+    return None if count else "no CUDA device"
+
+
 def pytest_runtest_setup(item):
-    """`@pytest.mark.requires_tool("nvcc", reason=...)`: require_tool before the test runs."""
+    """`@pytest.mark.requires_tool("nvcc", reason=...)`: require_tool before the test runs.
+
+    `@pytest.mark.requires_gpu`: skips (also under CI=true, which has no GPU) unless a GPU is present.
+    """
     for marker in item.iter_markers("requires_tool"):
         require_tool(*marker.args, **marker.kwargs)
+    if item.get_closest_marker("requires_gpu") is not None:
+        missing = gpu_missing()
+        if missing:
+            pytest.skip(missing)
 
 
 @pytest.fixture(autouse=True)

@@ -71,6 +71,7 @@ class BuildRequest:
     records_path: Path | None = None  # tuning records directory (None: the default cache)
     measure: bool = False  # time each sparse kernel against dense (the report's measured speedup)
     rpc: str | None = None  # HOST:PORT:KEY of a TVM RPC tracker to measure on
+    dtype: str = "float32"  # weight precision: "float32", "bfloat16" or "float16" (`ops/precision.py`)
 
 
 class CompiledModel(Protocol):

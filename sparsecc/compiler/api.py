@@ -25,7 +25,9 @@ from sparsecc.compiler import frontends
 from sparsecc.compiler.calibration import load_calibration
 from sparsecc.compiler.frontends import inputs
 from sparsecc.compiler.op_support import check_supported_ops
-from sparsecc.compiler.pipeline import DEFAULT_PIPELINE, PORTABLE_PIPELINE, PassRun, Pipeline
+from sparsecc.compiler.pipeline import PassRun, Pipeline, pipeline_for
+from sparsecc.errors import SparseccError
+from sparsecc.ops.precision import parse_dtype
 from sparsecc.passes.context import CompileContext, WeightReport
 from sparsecc.sparsity.spec import SparsitySpec
 
@@ -84,14 +86,13 @@ def sparsify_ir(
     target_info = chosen.resolve_target(target)
     ir_model, feeds = frontends.resolve_model(model, example_inputs)
     check_supported_ops(ir_model)
-    names = [v.name for v in inputs.graph_inputs(ir_model)]
     context = CompileContext(
         spec=spec,
         target=target_info,
         cost_model=chosen.cost_model(target_info),
-        calibration=load_calibration(calibration, names),
+        calibration=load_calibration(calibration, inputs.graph_inputs(ir_model)),
     )
-    text = pipeline or (PORTABLE_PIPELINE if portable else DEFAULT_PIPELINE)
+    text = pipeline or pipeline_for(spec, portable)
     runs = Pipeline(text, verify=verify, after_pass=after_pass).run(ir_model, context)
     for rule in spec.unmatched_rules([(row.name, row.initializer) for row in context.report]):
         context.warn(
@@ -115,7 +116,9 @@ def sparsify(
     The result runs in any ONNX runtime: sparse ops carry reference bodies as model-local
     functions. `portable=True` writes standard ONNX only (pruned dense weights). Formats are
     priced by `backend`'s cost model: "onnxruntime" (default) keeps a sparse format where the
-    file gets smaller; "tvm" where sparsecc's kernels run faster on `target`.
+    file gets smaller; "tvm" where sparsecc's kernels run faster on `target`. `calibration` (an
+    .npz path, or an iterable of input batches: tuples in input order or dicts by input name)
+    feeds the pruning methods that need data (`2:4/sparsegpt`, `unstructured@0.7/wanda`).
     """
     result = sparsify_ir(
         model,
@@ -126,6 +129,7 @@ def sparsify(
         backend=backend,
         calibration=calibration,
     )
+    ir.external_data.load_to_model(result.model)  # weights a file kept on disk: into the proto
     return ir.serde.serialize_model(result.model)
 
 
@@ -141,6 +145,7 @@ def compile(
     records_path=None,
     measure: bool = False,
     rpc: str | None = None,
+    dtype: str = "float32",
 ):
     """Compile `model` for `target` with `backend` ("tvm" or "onnxruntime"); returns a compiled model.
 
@@ -149,9 +154,16 @@ def compile(
     `records_path` is the records directory (default ~/.cache/sparsecc/tuning), reused so a second
     compile runs no trials. `measure` times every sparse kernel against dense (the report's
     measured speedup). `rpc` ("HOST:PORT:KEY") makes tuning measure on the device behind a TVM
-    RPC tracker. `calibration` (an .npz path or an iterable of input batches) is there for passes
-    that need data.
+    RPC tracker. `calibration` (an .npz path or an iterable of input batches) feeds the pruning
+    methods that need data (wanda, sparsegpt).
+    `dtype` ("float32", "bfloat16", "float16"; TVM only) is the precision the
+    weights of linear and Conv layers are stored in: they are rounded to it here, once, and every
+    kernel accumulates in float32; inputs, outputs and the activations between layers stay float32
+    (`ops/precision.py`).
     """
+    dtype = parse_dtype(dtype)
+    if dtype != "float32" and backend != "tvm":
+        raise SparseccError(f"dtype {dtype} needs the tvm backend; the {backend} backend runs float32 only")
     started = time.perf_counter()
     result = sparsify_ir(
         model,
@@ -171,5 +183,7 @@ def compile(
         records_path=Path(records_path) if records_path else None,
         measure=measure,
         rpc=rpc,
+        dtype=dtype,
     )
+    ir.external_data.load_to_model(result.model)  # backends take every weight in memory
     return backends.get(backend).build(result.model, result.context, request)

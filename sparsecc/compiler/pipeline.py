@@ -19,6 +19,8 @@ import onnx
 import onnx_ir as ir
 
 from sparsecc import ops
+from sparsecc.compiler.frontends.weightless import without_weights
+from sparsecc.compiler.onnx_save import save_onnx
 from sparsecc.errors import PipelineError, SparseccError, VerificationError
 from sparsecc.passes.analyze_sparsity import AnalyzeSparsityPass
 from sparsecc.passes.canonicalize import CanonicalizePass
@@ -26,17 +28,39 @@ from sparsecc.passes.cleanup import CleanupPass
 from sparsecc.passes.context import CompileContext
 from sparsecc.passes.dense_to_sparse import DenseToSparsePass
 from sparsecc.passes.fuse_attention import FuseAttentionPass
+from sparsecc.passes.fuse_heads import FuseHeadsPass
 from sparsecc.passes.prune import PrunePass
+from sparsecc.passes.search_heads import SearchHeadsPass
 
 logger = logging.getLogger(__name__)
 
 SAVE_TEMPS_ENV = "SPARSECC_SAVE_TEMPS"
 VERIFY_EACH_ENV = "SPARSECC_VERIFY_EACH"  # "1": verify after every pass (the test suite sets it)
 
+
+def _attention_spec(ctx: CompileContext, name: str):
+    if ctx.spec is None or ctx.spec.attention is None:
+        raise PipelineError(f"pass '{name}' needs a spec with an 'attention:' section (layout, heads)")
+    return ctx.spec.attention
+
+
+def _search_heads(ctx: CompileContext) -> SearchHeadsPass:
+    if ctx.calibration is None:
+        raise PipelineError("pass 'search-heads' needs calibration data (--calibration FILE.npz)")
+    return SearchHeadsPass(_attention_spec(ctx, "search-heads"), ctx.calibration)
+
+
+def _fuse_heads(ctx: CompileContext) -> FuseHeadsPass:
+    heads = _attention_spec(ctx, "fuse-heads").heads
+    return FuseHeadsPass(None if isinstance(heads, str) else heads)  # "search": the table search-heads left
+
+
 # name -> factory(context) -> pass, in the order a default pipeline runs them
 PASSES: dict[str, Callable[[CompileContext], ir.passes.PassBase]] = {
     "canonicalize": lambda ctx: CanonicalizePass(),  # Gemm/MatMul(+Transpose) -> MatMul(X, Wt) [+ Add]
     "fuse-attention": lambda ctx: FuseAttentionPass(),  # softmax(Q K^T * s + mask) V -> Attention
+    "search-heads": _search_heads,  # per-head attention pattern on calibration data (spec `attention:`)
+    "fuse-heads": _fuse_heads,  # Attention -> one PatternAttention per group of heads
     "analyze-sparsity": AnalyzeSparsityPass,  # density, N:M, blocks per weight (read-only)
     "prune": PrunePass,  # impose the spec's patterns by magnitude
     "dense-to-sparse": DenseToSparsePass,  # linear -> BsrMatMul / NmMatMul / CsrMatMul where it pays
@@ -44,6 +68,19 @@ PASSES: dict[str, Callable[[CompileContext], ir.passes.PassBase]] = {
 }
 DEFAULT_PIPELINE = "canonicalize,fuse-attention,analyze-sparsity,prune,dense-to-sparse,cleanup"
 PORTABLE_PIPELINE = "canonicalize,analyze-sparsity,prune,cleanup"
+
+
+def pipeline_for(spec, portable: bool = False) -> str:
+    """The default pipeline for `spec`: with an `attention:` section, the head passes follow
+    fuse-attention (search-heads only when the spec asks for a search)."""
+    text = PORTABLE_PIPELINE if portable else DEFAULT_PIPELINE
+    attention = getattr(spec, "attention", None)
+    if attention is None:
+        return text
+    heads = "search-heads,fuse-heads" if attention.heads == "search" else "fuse-heads"
+    if "fuse-attention" not in text:
+        return text.replace("canonicalize", f"canonicalize,fuse-attention,{heads}", 1)
+    return text.replace("fuse-attention", f"fuse-attention,{heads}", 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +109,8 @@ def verify_ir(model: ir.Model) -> None:
     """ONNX checker on the serialised model plus every sparse op's verifier."""
     ops.verify_model(model)
     try:
-        onnx.checker.check_model(ir.serde.serialize_model(model), full_check=False)
+        # weights as typed inputs: the checker refuses the absolute paths of weights kept on disk
+        onnx.checker.check_model(without_weights(ir.serde.serialize_model(model)), full_check=False)
     except onnx.checker.ValidationError as error:
         raise VerificationError(f"the ONNX checker rejects the IR: {str(error).splitlines()[0]}") from error
 
@@ -118,7 +156,7 @@ class Pipeline:
                 self.after_pass(name, model)
             if self.save_temps is not None:
                 self.save_temps.mkdir(parents=True, exist_ok=True)
-                ir.save(model, self.save_temps / f"{index:02d}-{name}.onnx")
+                save_onnx(model, self.save_temps / f"{index:02d}-{name}.onnx")  # weights included
         return runs
 
     @staticmethod

@@ -100,6 +100,19 @@ def _vit() -> ZooModel:
     )
 
 
+def _video_dit() -> ZooModel:
+    from sparsecc.models.video_dit import build_video_dit
+
+    module, inputs = build_video_dit()
+    return ZooModel(
+        "video_dit",
+        "video-DiT-style: 3 blocks, 12 heads of 64, 4 frames x 64 tokens + 16 text; planted head patterns",
+        module,
+        inputs,
+        "*mlp.fc*=block(16,1)@0.9",  # the heads: `sparsecc search-heads` and a spec's attention section
+    )
+
+
 _BUILDERS: dict[str, Callable[[], ZooModel]] = {
     "mlp": _mlp,
     "bert": _bert,
@@ -107,6 +120,7 @@ _BUILDERS: dict[str, Callable[[], ZooModel]] = {
     "vit": _vit,
     "resnet": _resnet,
     "mobilenet": _mobilenet,
+    "video_dit": _video_dit,
 }
 
 

@@ -11,6 +11,7 @@ from sparsecc.ops import (  # noqa: F401  (registers the ops, in this order)
     conv,
     csr,
     nm,
+    pattern_attention,
 )
 from sparsecc.ops.base import (
     DOMAIN,
@@ -36,7 +37,17 @@ from sparsecc.ops.nodes import (
     make_linear_node,
     weight_from_node,
 )
-from sparsecc.ops.verify import verify_model, verify_node
+from sparsecc.ops.verify import verify_node
+
+
+def verify_model(model) -> None:
+    """Verify every node of the `sparsecc` domain in the main graph: the linear ops by
+    `verify.verify_node`, PatternAttention (not a linear op) by its own verifier."""
+    for node in model.graph:
+        if node.domain == DOMAIN:
+            is_attention = node.op_type == pattern_attention.OP_TYPE
+            (pattern_attention.verify if is_attention else verify_node)(node)
+
 
 __all__ = [
     "DOMAIN",
@@ -61,6 +72,7 @@ __all__ = [
     "make_conv_node",
     "make_linear_node",
     "op_of",
+    "pattern_attention",
     "verify_model",
     "verify_node",
     "weight_from_node",

@@ -16,6 +16,8 @@ from sparsecc.ops.base import Attribute, Require, SparseFormat, SparseOp, Sparse
 from sparsecc.sparsity.detect import WeightAnalysis, conforms_nm
 from sparsecc.sparsity.patterns import Existing, NMSparsity, Pattern
 
+_CHUNK_ELEMENTS = 1 << 22  # weights compressed at a time
+
 
 @dataclasses.dataclass(frozen=True)
 class NmFormat(SparseFormat):
@@ -70,16 +72,19 @@ class NmWeight(SparseWeight):
         out, inp = (int(s) for s in w.shape)
         if not 0 < n <= m or inp % m:
             raise VerificationError(f"{n}:{m} does not fit weight shape {out}x{inp}")
-        groups = w.reshape(out, inp // m, m)
-        nonzero = groups != 0
-        if np.any(nonzero.sum(axis=2) > n):
-            raise VerificationError(f"weight {out}x{inp} has groups with more than {n} of {m} non-zeros")
-        # Non-zeros first (stable => ascending position), then the lowest zero positions.
-        order = np.argsort(~nonzero, axis=2, kind="stable")[:, :, :n]
-        kept = np.sort(order, axis=2)
-        values = np.take_along_axis(groups, kept, axis=2).reshape(out, -1).astype(np.float32)
-        indices = kept.reshape(out, -1).astype(np.uint8)
-        return cls(np.ascontiguousarray(values), np.ascontiguousarray(indices), (out, inp), int(n), int(m))
+        values = np.empty((out, inp // m * n), dtype=np.float32)
+        indices = np.empty((out, inp // m * n), dtype=np.uint8)
+        rows = max(1, _CHUNK_ELEMENTS // max(inp, 1))  # bounded temporaries: the argsort is int64
+        for start in range(0, out, rows):
+            groups = w[start : start + rows].reshape(-1, inp // m, m)
+            nonzero = groups != 0
+            if np.any(nonzero.sum(axis=2) > n):
+                raise VerificationError(f"weight {out}x{inp} has groups with more than {n} of {m} non-zeros")
+            # Non-zeros first (stable => ascending position), then the lowest zero positions.
+            kept = np.sort(np.argsort(~nonzero, axis=2, kind="stable")[:, :, :n], axis=2)
+            values[start : start + rows] = np.take_along_axis(groups, kept, axis=2).reshape(len(groups), -1)
+            indices[start : start + rows] = kept.reshape(len(groups), -1)
+        return cls(values, indices, (out, inp), int(n), int(m))
 
     @property
     def format(self) -> NmFormat:

@@ -20,7 +20,7 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes.common import IdentityEliminationPass, LiftConstantsToInitializersPass
 from onnxscript.rewriter import MatchResult, RewriteRuleClassBase, RewriteRuleSet
-from onnxscript.rewriter.rules.common import fuse_batchnorm_into_conv_rule
+from onnxscript.rewriter.rules.common._fuse_batchnorm import FuseBatchNormIntoConv
 
 from sparsecc.ops.metadata import INITIALIZER_NAME, WEIGHT_NAME
 from sparsecc.passes.conv import find_weighted
@@ -192,16 +192,19 @@ class PatchConvNoBiasToMatMul(PatchConvToMatMul):
         return super().rewrite(op, x, w, None, out)
 
 
-RULES = RewriteRuleSet(
-    [
-        fuse_batchnorm_into_conv_rule,  # Conv -> BatchNormalization (inference) -> Conv with W, b scaled
-        GemmBiasToMatMulAdd.rule(),
-        GemmToMatMul.rule(),
-        FoldWeightTranspose.rule(),
-        PatchConvToMatMul.rule(),
-        PatchConvNoBiasToMatMul.rule(),
-    ]
-)
+def rules() -> RewriteRuleSet:
+    """A new rule set per run: onnxscript's matchers keep the last node they looked at, and
+    module-level rules kept the last model compiled alive (its weights too) until the next."""
+    return RewriteRuleSet(
+        [
+            FuseBatchNormIntoConv().rule(),  # Conv -> BatchNormalization (inference) -> Conv with W, b scaled
+            GemmBiasToMatMulAdd.rule(),
+            GemmToMatMul.rule(),
+            FoldWeightTranspose.rule(),
+            PatchConvToMatMul.rule(),
+            PatchConvNoBiasToMatMul.rule(),
+        ]
+    )
 
 
 class CanonicalizePass(ir.passes.InPlacePass):
@@ -212,7 +215,7 @@ class CanonicalizePass(ir.passes.InPlacePass):
         # the TorchScript exporter shares equal initializers (all-zero biases, tied weights) and
         # hands the copies out through Identity nodes: a linear must see the initializer itself
         modified |= IdentityEliminationPass()(model).modified
-        modified |= RULES.apply_to_model(model) > 0
+        modified |= rules().apply_to_model(model) > 0
         for match in find_weighted(model.graph):
             for key in (WEIGHT_NAME, INITIALIZER_NAME):
                 if key not in match.weight.metadata_props:

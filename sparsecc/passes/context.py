@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import numpy as np
@@ -31,15 +31,18 @@ class Target(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class Calibration:
-    """Input batches for passes that need data: each batch maps graph input names to arrays."""
+    """Input batches for passes that need data, read one at a time: each pass over them (`iter`)
+    reads them again from their source, so memory holds a batch, never the whole data.
 
-    batches: tuple[dict[str, np.ndarray], ...]
+    Each batch maps graph input names to arrays, checked against the graph's inputs as it is read
+    (`compiler/calibration.py` makes these from an .npz file or an iterable)."""
+
+    read: Callable[[], Iterator[dict[str, np.ndarray]]]  # a fresh pass over the batches
+    label: str = "calibration data"  # where they come from, for messages
+    count: int | None = None  # batches per pass, when known before reading them
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
+        return self.read()
 
 
 @dataclasses.dataclass
@@ -59,6 +62,8 @@ class WeightReport:
     runs: str | None = None  # filled by a backend: the format that kernel computes with
     kernel_reason: str = ""  # filled by a backend: why that kernel (rules that declined, tuning)
     measured_speedup: float | None = None  # filled by a native backend when it measures
+    method: str = ""  # how `prune` chose the entries to drop: "magnitude", "wanda", "sparsegpt"
+    error: float | None = None  # with calibration data: ||WX - W'X|| / ||WX|| of the pruned W on it
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

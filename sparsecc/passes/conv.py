@@ -18,10 +18,12 @@ from sparsecc.passes.linear import (
     constant_of,
     find_linears,
     initializer_name,
+    release_mapped,
     replace_weight,
     set_weight,
     weight_name,
 )
+from sparsecc.passes.pruned_weight import pruned_weight
 
 
 @dataclasses.dataclass
@@ -65,10 +67,16 @@ class ConvMatch:
 
     def w(self) -> np.ndarray:
         """W[O, C/group * kh * kw], float32."""
-        return np.ascontiguousarray(self.weight.const_value.numpy().reshape(self.shape), dtype=np.float32)
+        w = np.array(self.weight.const_value.numpy().reshape(self.shape), dtype=np.float32, order="C")
+        release_mapped(self.weight.const_value)
+        return w
 
     def b(self) -> np.ndarray | None:
         return None if self.bias is None else self.bias.const_value.numpy()
+
+    def as_stored(self, array: np.ndarray) -> np.ndarray:
+        """An array shaped like the flattened W[O, C/group * kh * kw] as the initializer lays it out."""
+        return array.reshape(tuple(int(d) for d in self.weight.const_value.shape))
 
     def attributes(self) -> dict[str, int | tuple[int, ...]]:
         """Conv's attributes with ONNX's defaults filled in (explicit pads: auto_pad is refused)."""
@@ -125,3 +133,11 @@ def replace_weighted(match: WeightedMatch, w: np.ndarray) -> None:
         replace_conv_weight(match, w)
     else:
         replace_weight(match, w)
+
+
+def prune_weighted(match: WeightedMatch, keep: np.ndarray) -> None:
+    """Zero W[out, in] where `keep` is False, lazily (`pruned_weight.py`): the values are computed
+    when a later pass or a writer reads them."""
+    node, index = (match.conv, 1) if isinstance(match, ConvMatch) else (match.matmul, 1)
+    tensor = pruned_weight(match.weight.const_value, match.as_stored(keep))
+    match.weight = set_weight(node, index, tensor)

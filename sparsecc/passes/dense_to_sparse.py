@@ -28,15 +28,18 @@ def _analysis(match: WeightedMatch, w: np.ndarray, context: CompileContext) -> W
     return known if known is not None and known.density == np.count_nonzero(w) / w.size else analyze_weight(w)
 
 
-def choose_format(match: WeightedMatch, context: CompileContext) -> tuple[Estimate | None, MatchResult]:
-    """The fastest paying format for this layer, or None with the reason it stays dense."""
+def choose_format(
+    match: WeightedMatch, context: CompileContext, w: np.ndarray | None = None
+) -> tuple[Estimate | None, MatchResult]:
+    """The fastest paying format for this layer, or None with the reason it stays dense (`w`: the
+    layer's W[out, in] when the caller has read it already)."""
     result = MatchResult()
     rule = context.rule_for(*match.names)
     if rule is None:
         return None, result.fail("no spec rule matches this weight")
     if isinstance(rule.pattern, Dense):
         return None, result.fail("the spec keeps this weight dense")
-    w = match.w()
+    w = match.w() if w is None else w
     analysis = _analysis(match, w, context) if isinstance(rule.pattern, Existing) else None
     if analysis is not None and analysis.density == 1.0:
         return None, result.fail("the weight has no zeros")
@@ -108,17 +111,19 @@ class DenseToSparsePass(ir.passes.InPlacePass):
             rule = self.context.rule_for(*match.names)
             if rule is not None:
                 row.pattern = rule.pattern.describe()
-            estimate, result = choose_format(match, self.context)
+            # read once: a pruned weight is computed on each read (pruned_weight.py)
+            w = match.w() if rule is not None else None
+            estimate, result = choose_format(match, self.context, w)
             if estimate is None:
                 row.format, row.reason = "dense", result.reason
                 continue
-            w = match.w()
             _rewrite(model.graph, match, estimate.format.compress(w))
             row.format = estimate.label
             row.density = float(np.count_nonzero(w)) / w.size
             row.est_speedup = round(estimate.speedup, 2)
             row.reason = f"{estimate.reason} ({cost_model.name})"
             modified = True
+            del w
         if modified:
             ops.attach_reference_functions(model)
         return ir.passes.PassResult(model, modified)

@@ -155,7 +155,9 @@ def _full_rows(op, mask, query, value, shaped_like=None):
     return op.Expand(mask, op.Constant(value=ir.tensor(np.array([s_q, s_kv], np.int64))))
 
 
-RULES = RewriteRuleSet([DecomposedAttention.rule()])
+def rules() -> RewriteRuleSet:
+    """A new rule set per run (see canonicalize.rules: matchers keep the last node they saw)."""
+    return RewriteRuleSet([DecomposedAttention.rule()])
 
 
 class FuseAttentionPass(ir.passes.InPlacePass):
@@ -168,7 +170,7 @@ class FuseAttentionPass(ir.passes.InPlacePass):
         inferred = False
         if any(v is None or v.shape is None for v in softmax_inputs):  # the checks read shapes
             inferred = ir.passes.common.ShapeInferencePass()(model).modified
-        count = RULES.apply_to_model(model)
+        count = rules().apply_to_model(model)
         if count:
             ir.passes.common.RemoveUnusedNodesPass()(model)
         return ir.passes.PassResult(model, count > 0 or inferred)

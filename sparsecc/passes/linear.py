@@ -9,6 +9,7 @@ Each weight initializer carries its user-facing name in metadata (`ops.metadata`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -61,10 +62,24 @@ class LinearMatch:
 
     def w(self) -> np.ndarray:
         """W[out, in] in torch layout, float32."""
-        return np.ascontiguousarray(self.weight.const_value.numpy().T, dtype=np.float32)
+        w = np.ascontiguousarray(self.weight.const_value.numpy().T, dtype=np.float32)
+        release_mapped(self.weight.const_value)
+        return w
 
     def b(self) -> np.ndarray | None:
         return None if self.bias is None else self.bias.const_value.numpy()
+
+    def as_stored(self, array: np.ndarray) -> np.ndarray:
+        """An array shaped like W[out, in] as the initializer lays it out (W^T; a view)."""
+        return array.T
+
+
+def release_mapped(tensor: ir.TensorProtocol) -> None:
+    """Unmap a weight the frontend left on disk (`external_weights.py`; it maps again when read):
+    a pass that read every weight would otherwise hold them all in memory as mapped pages."""
+    if isinstance(tensor, ir.ExternalTensor):
+        with contextlib.suppress(BufferError):  # a caller still holds a view: it stays mapped
+            tensor.release()
 
 
 def weight_name(value: ir.Value) -> str:
@@ -129,19 +144,23 @@ def replace_weight(match: LinearMatch, w: np.ndarray) -> None:
     match.weight = set_weight(match.matmul, 1, np.ascontiguousarray(w.T, dtype=np.float32))
 
 
-def set_weight(node: ir.Node, index: int, array: np.ndarray) -> ir.Value:
-    """Put `array` in the initializer that is input `index` of `node` (a linear's W^T, a Conv's W);
-    an initializer other nodes use too gets a copy for this node. Returns the initializer now used."""
+def set_weight(node: ir.Node, index: int, values: np.ndarray | ir.TensorProtocol) -> ir.Value:
+    """Put `values` (an array or a tensor) in the initializer that is input `index` of `node` (a
+    linear's W^T, a Conv's W); an initializer other nodes use too gets a copy for this node.
+    Returns the initializer now used."""
     weight = node.inputs[index]
+    tensor = ir.tensor(values) if isinstance(values, np.ndarray) else values
     if len(list(weight.uses())) == 1:
-        weight.const_value = ir.tensor(array, name=weight.name)
+        tensor.name = weight.name
+        weight.const_value = tensor
         return weight
     name = f"{weight.name}.{node.name}"
+    tensor.name = name
     new = ir.Value(
         name=name,
-        shape=ir.Shape(array.shape),
+        shape=ir.Shape(tensor.shape),
         type=ir.TensorType(ir.DataType.FLOAT),
-        const_value=ir.tensor(array, name=name),
+        const_value=tensor,
     )
     copy_names(weight, new)
     node.graph.register_initializer(new)

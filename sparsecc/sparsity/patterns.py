@@ -1,9 +1,13 @@
 """Spec patterns: what a rule asks for one weight, each pattern one class in one registry.
 
 A pattern carries everything about itself: its shorthand (`block(R,C)@S`), its dict
-fields, its validation, the keep-mask it imposes on `W[out, in]` (magnitude, see
-`masks.py`) and the shapes it cannot apply to. The spec parser, the prune pass and
-the error messages look patterns up here instead of listing them.
+fields, its validation, the keep-mask it imposes on `W[out, in]` (by magnitude, or from
+the per-entry scores a data-driven method computes; see `masks.py`) and the shapes it
+cannot apply to. The spec parser, the prune pass and the error messages look patterns
+up here instead of listing them.
+
+A pruning pattern's shorthand may end in `/METHOD` (`unstructured@0.7/wanda`, `2:4/sparsegpt`):
+how the weights to drop are chosen. `describe()` writes it only when it is not magnitude.
 """
 
 from __future__ import annotations
@@ -23,9 +27,15 @@ PATTERNS: dict[str, type[Pattern]] = {}  # kind -> class, in registration order
 
 
 class Method(str, enum.Enum):
-    """How the weights to prune are chosen."""
+    """How the weights to prune are chosen (`sparsity/methods/`)."""
 
-    MAGNITUDE = "magnitude"
+    MAGNITUDE = "magnitude"  # |w|
+    WANDA = "wanda"  # |w| * ||x_j||, per output row (Sun et al. 2023); needs calibration data
+    SPARSEGPT = "sparsegpt"  # OBS with H = X^T X, updates kept weights (Frantar & Alistarh 2023); needs data
+
+    @property
+    def needs_data(self) -> bool:
+        return self is not Method.MAGNITUDE
 
     @classmethod
     def parse(cls, text) -> Method:
@@ -49,14 +59,31 @@ def known_shorthands() -> str:
     return ", ".join(cls.shorthand for cls in PATTERNS.values())
 
 
+def known_methods() -> str:
+    return ", ".join(m.value for m in Method)
+
+
 def parse_pattern(text: str) -> Pattern:
-    """One shorthand pattern, e.g. `block(16,1)@0.9` or `2:4`."""
+    """One shorthand pattern, e.g. `block(16,1)@0.9`, `2:4` or `unstructured@0.7/wanda`."""
     text = text.strip()
+    base, slash, method = text.rpartition("/")
+    pattern = _parse_base(base.strip() if slash else text)
+    if not slash:
+        return pattern
+    if not hasattr(pattern, "method"):
+        raise SpecError(f"pattern {pattern.describe()!r} prunes nothing, so it takes no '/METHOD'")
+    return dataclasses.replace(pattern, method=method.strip())
+
+
+def _parse_base(text: str) -> Pattern:
     for cls in PATTERNS.values():
         pattern = cls.parse(text)
         if pattern is not None:
             return pattern
-    raise SpecError(f"unknown pattern {text!r}; known patterns: {known_shorthands()}")
+    raise SpecError(
+        f"unknown pattern {text!r}; known patterns: {known_shorthands()}, each pruning one "
+        f"optionally followed by /METHOD ({known_methods()})"
+    )
 
 
 def pattern_from_fields(kind: str, fields: dict) -> Pattern:
@@ -99,12 +126,21 @@ class Pattern(abc.ABC):
         """The shorthand for this pattern (parses back to an equal pattern)."""
 
     def keep_mask(self, w: np.ndarray) -> np.ndarray | None:
-        """The entries of W[out, in] to keep, or None when this pattern prunes nothing."""
+        """The entries of W[out, in] to keep by magnitude, or None when this pattern prunes nothing."""
         return None
+
+    def keep_from_scores(self, scores: np.ndarray, per_row: bool = False) -> np.ndarray:
+        """The entries to keep given an importance score per entry of W (higher: keep first).
+        `per_row`: sparsity is met in each output row (Wanda), not over the whole weight."""
+        raise NotImplementedError(f"pattern {self.kind!r} prunes nothing")
 
     def shape_problem(self, name: str, shape: tuple[int, int]) -> str | None:
         """Why the pattern cannot apply to weight `name` of shape W[out, in] (None when it can)."""
         return None
+
+
+def _method_suffix(method: str) -> str:
+    return "" if method == Method.MAGNITUDE.value else f"/{method}"
 
 
 def _plain(value):
@@ -178,7 +214,7 @@ class Existing(Pattern):
 @register
 @dataclasses.dataclass(frozen=True)
 class Unstructured(Pattern):
-    """Prune single values to `sparsity` by magnitude (stored as CSR)."""
+    """Prune single values to `sparsity` (stored as CSR), chosen by `method`."""
 
     sparsity: float
     method: str = "magnitude"
@@ -203,16 +239,21 @@ class Unstructured(Pattern):
         return super().from_fields(fields)
 
     def describe(self) -> str:
-        return f"unstructured@{self.sparsity!r}"
+        return f"unstructured@{self.sparsity!r}{_method_suffix(self.method)}"
 
     def keep_mask(self, w: np.ndarray) -> np.ndarray:
         return masks.unstructured_mask(w, self.sparsity)
+
+    def keep_from_scores(self, scores: np.ndarray, per_row: bool = False) -> np.ndarray:
+        if per_row:
+            return masks.drop_lowest_per_row(scores, self.sparsity)
+        return masks.drop_lowest(scores, int(round(self.sparsity * scores.size)))
 
 
 @register
 @dataclasses.dataclass(frozen=True)
 class BlockSparsity(Pattern):
-    """Prune whole R x C blocks of W (R outputs x C inputs) by L2 norm (stored as BSR)."""
+    """Prune whole R x C blocks of W (R outputs x C inputs), by L2 norm or `method` (stored as BSR)."""
 
     block: tuple[int, int]
     sparsity: float
@@ -247,10 +288,14 @@ class BlockSparsity(Pattern):
         return super().from_fields(fields)
 
     def describe(self) -> str:
-        return f"block({self.block[0]},{self.block[1]})@{self.sparsity:g}"
+        return f"block({self.block[0]},{self.block[1]})@{self.sparsity:g}{_method_suffix(self.method)}"
 
     def keep_mask(self, w: np.ndarray) -> np.ndarray:
         return masks.block_mask(w, self.block, self.sparsity)
+
+    def keep_from_scores(self, scores: np.ndarray, per_row: bool = False) -> np.ndarray:
+        # A block spans R rows: blocks compete over the whole weight, by their summed score.
+        return masks.block_mask_from_scores(scores, self.block, self.sparsity)
 
     def shape_problem(self, name: str, shape: tuple[int, int]) -> str | None:
         (out, inp), (r, c) = shape, self.block
@@ -294,10 +339,13 @@ class NMSparsity(Pattern):
         return cls(fields.get("n"), fields.get("m"), fields.get("method", "magnitude"))
 
     def describe(self) -> str:
-        return f"{self.n}:{self.m}"
+        return f"{self.n}:{self.m}{_method_suffix(self.method)}"
 
     def keep_mask(self, w: np.ndarray) -> np.ndarray:
         return masks.nm_mask(w, self.n, self.m)
+
+    def keep_from_scores(self, scores: np.ndarray, per_row: bool = False) -> np.ndarray:
+        return masks.nm_mask_from_scores(scores, self.n, self.m)  # always per row: groups lie in a row
 
     def shape_problem(self, name: str, shape: tuple[int, int]) -> str | None:
         out, inp = shape

@@ -1,7 +1,7 @@
 """The sparsity spec: which weights get which pattern.
 
 Accepted as a `SparsitySpec`, shorthand text, a dict, or a path to a YAML/JSON file.
-Shorthand: rules separated by `;`, each `[SELECTOR=]PATTERN`; the first rule whose
+Shorthand: rules separated by `;`, each `[SELECTOR=]PATTERN[/METHOD]`; the first rule whose
 glob matches one of a weight's names wins; weights that match no rule stay dense.
 A weight's names are its module name (the torch parameter, or the module path an
 exporter recorded) and its initializer name. Patterns live in `patterns.py`; a spec
@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from sparsecc.errors import SpecError
+from sparsecc.sparsity.attention_spec import AttentionSpec
 from sparsecc.sparsity.patterns import (
+    Method,
     Pattern,
+    known_methods,
     known_shorthands,
     parse_pattern,
     pattern_fields,
@@ -28,7 +31,10 @@ from sparsecc.sparsity.patterns import (
 
 
 def grammar() -> str:
-    return f"rules 'SELECTOR=PATTERN' separated by ';', PATTERN one of {known_shorthands()}"
+    return (
+        f"rules 'SELECTOR=PATTERN[/METHOD]' separated by ';', PATTERN one of {known_shorthands()}, "
+        f"METHOD one of {known_methods()}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +53,12 @@ class Rule:
         """`spec rule N ('TEXT')` for messages, on one line whatever the selector holds."""
         return f"spec rule {self.index} ('{_one_line(self.text)}')"
 
+    @property
+    def method(self) -> Method | None:
+        """How this rule chooses the entries to drop; None when its pattern prunes nothing."""
+        method = getattr(self.pattern, "method", None)
+        return None if method is None else Method(method)
+
     def matches(self, *names: str) -> bool:
         return any(fnmatch.fnmatchcase(name, self.match) for name in names if name)
 
@@ -60,7 +72,7 @@ class Rule:
         return {"match": self.match, "pattern": self.pattern.kind, **self.pattern.to_fields()}
 
 
-_TOP_KEYS = {"version", "rules"}
+_TOP_KEYS = {"version", "rules", "attention"}
 
 
 def _rule_from_dict(entry, index: int) -> Rule:
@@ -107,10 +119,11 @@ class SparsitySpec:
     """An ordered list of rules; the first rule matching a weight's name decides its pattern."""
 
     rules: tuple[Rule, ...]
+    attention: AttentionSpec | None = None  # per-head attention patterns (`attention_spec.py`)
     VERSION: ClassVar[int] = 1
 
     def __post_init__(self):
-        if not self.rules:
+        if not self.rules and self.attention is None:
             raise SpecError(f"the spec has no rules; {grammar()} (e.g. '*ffn*=block(1,16)@0.9; *attn*=2:4')")
         object.__setattr__(self, "rules", tuple(self.rules))
 
@@ -141,10 +154,11 @@ class SparsitySpec:
             raise SpecError(
                 f"spec version {version!r} is not supported; this sparsecc reads version {cls.VERSION}"
             )
-        rules = data.get("rules")
+        attention = AttentionSpec.from_dict(data["attention"]) if "attention" in data else None
+        rules = data.get("rules", [] if attention is not None else None)
         if not isinstance(rules, list):
             raise SpecError("spec: 'rules' must be a list of {match, pattern, ...} mappings")
-        return cls(tuple(_rule_from_dict(entry, i) for i, entry in enumerate(rules, start=1)))
+        return cls(tuple(_rule_from_dict(entry, i) for i, entry in enumerate(rules, start=1)), attention)
 
     @classmethod
     def from_file(cls, path) -> SparsitySpec:
@@ -179,7 +193,10 @@ class SparsitySpec:
         return [rule for rule in self.rules if not any(rule.matches(*group) for group in groups)]
 
     def to_dict(self) -> dict:
-        return {"version": self.VERSION, "rules": [rule.to_dict() for rule in self.rules]}
+        data = {"version": self.VERSION, "rules": [rule.to_dict() for rule in self.rules]}
+        if self.attention is not None:
+            data["attention"] = self.attention.to_dict()
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -55,7 +55,7 @@ def run_benchmark(
     threads = threads or int(os.environ.get("TVM_NUM_THREADS") or os.cpu_count() or 1)
     source, feeds = frontends.resolve_model(model)
     pruned_result = api.sparsify_ir(ir.serde.serialize_model(source), spec, feeds, portable=True)
-    pruned = ir.serde.serialize_model(pruned_result.model)
+    pruned = ir.serde.serialize_model(ir.external_data.load_to_model(pruned_result.model))
     feeds = feeds or session.random_inputs(pruned)
     sparse = sparsecc.compile(pruned, spec="existing", example_inputs=feeds, target=target)
     dense = sparsecc.compile(pruned, spec="dense", example_inputs=feeds, target=target)

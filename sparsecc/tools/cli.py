@@ -15,7 +15,7 @@ import sys
 
 from sparsecc.errors import SparseccError
 
-COMMANDS = ("inspect", "sparsify", "opt", "compile", "run", "bench", "demo")
+COMMANDS = ("inspect", "sparsify", "opt", "search-heads", "compile", "run", "bench", "demo")
 
 
 EPILOG = """examples:
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_HelpFormatter),
     )
     for name in COMMANDS:
-        module = importlib.import_module(f"sparsecc.tools.commands.{name}")
+        module = importlib.import_module(f"sparsecc.tools.commands.{name.replace('-', '_')}")
         module.add_parser(sub)
     return parser
 

@@ -30,6 +30,7 @@ def weight_table(rows: Iterable, title: str = "Weights") -> Table:
         ("density", "right"),
         ("detected", "left"),
         ("rule", "left"),
+        ("method (error)", "left"),
         ("format", "left"),
         ("est.", "right"),
         ("reason", "left"),
@@ -43,12 +44,20 @@ def weight_table(rows: Iterable, title: str = "Weights") -> Table:
             f"{row.density:.3f}",
             row.detected,
             row.pattern,
+            _method(row),
             row.format,
             _speedup(row.est_speedup),
             row.reason,
             style=style,
         )
     return table
+
+
+def _method(row) -> str:
+    """`sparsegpt (0.042)`: the method that pruned the weight and, with calibration data, its
+    reconstruction error ||WX - W'X|| / ||WX|| there; "-" when nothing was pruned."""
+    method = row.method or "-"
+    return method if row.error is None else f"{method} ({row.error:.3f})"
 
 
 def kernel_table(rows: list[dict], title: str) -> Table:

@@ -40,10 +40,23 @@ def test_a_model_past_the_threshold_goes_to_external_data(tmp_path):
     np.testing.assert_array_equal(got[0], want[0])
 
 
-def test_under_the_threshold_one_file_as_before(tmp_path):
+def test_under_the_threshold_one_file_written_weight_by_weight(tmp_path):
+    """The big weights follow the rest as merged ModelProto fragments: the file parses back to the
+    same model in onnx and onnxruntime, a few framing bytes longer than one serialized message."""
     proto = ir.serde.serialize_model(_dense_model())
-    assert save_onnx(proto, tmp_path / "m.onnx") is None
-    assert (tmp_path / "m.onnx").read_bytes() == proto.SerializeToString()
+    path = tmp_path / "m.onnx"
+    assert save_onnx(proto, path) is None
+    back = onnx.load(str(path))
+    onnx.checker.check_model(back, full_check=True)
+    assert list(back.graph.node) == list(proto.graph.node)
+    assert list(back.graph.input) == list(proto.graph.input)
+    want = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    got = {t.name: onnx.numpy_helper.to_array(t) for t in back.graph.initializer}
+    assert got.keys() == want.keys()
+    for name, array in want.items():
+        np.testing.assert_array_equal(got[name], array)
+    assert 0 <= path.stat().st_size - proto.ByteSize() <= 16 * len(want)
+    np.testing.assert_array_equal(session.run(str(path), _feeds())[0], session.run(proto, _feeds())[0])
     assert model_bytes(proto) == (256 * 128 + 256) * 4  # W and B
 
 

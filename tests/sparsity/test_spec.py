@@ -93,7 +93,8 @@ def test_error_names_the_failing_rule_index():
 @pytest.mark.parametrize(
     ("data", "needle"),
     [
-        ({"rules": [], "attention": {}}, "unknown key 'attention'; valid keys"),
+        ({"rules": [], "attention": {}}, "spec attention: 'layout' is missing"),
+        ({"rules": [], "heads": {}}, "unknown key 'heads'; valid keys"),
         ({"rules": [{"match": "*", "pattern": "2:4", "colour": 1}]}, "unknown key 'colour'"),
         ({"rules": [{"match": "*", "pattern": "block", "sparsity": 0.5}]}, "needs 'block' and 'sparsity'"),
         (
@@ -137,3 +138,35 @@ def test_pattern_objects_validate_on_construction():
     with pytest.raises(SpecError):
         NMSparsity(2, 1)
     assert parse_pattern("block(16,1)@0.9").describe() == "block(16,1)@0.9"
+
+
+@pytest.mark.parametrize(
+    ("text", "method"),
+    [
+        ("unstructured@0.7/wanda", "wanda"),
+        ("2:4/sparsegpt", "sparsegpt"),
+        ("block(16,1)@0.8 / SparseGPT", "sparsegpt"),
+        ("*ffn*=2:4/magnitude", "magnitude"),
+        ("2:4", "magnitude"),
+    ],
+)
+def test_methods_in_the_shorthand_parse_back_from_describe(text, method):
+    spec = SparsitySpec.parse(text)
+    assert spec.rules[0].method.value == method
+    assert SparsitySpec.parse(str(spec)) == spec
+    assert SparsitySpec.from_json(spec.to_json()) == spec
+    assert ("/" in str(spec)) == (method != "magnitude")  # magnitude, the default, is not written
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("2:4/obs", "unknown method 'obs'; known methods: magnitude, wanda, sparsegpt"),
+        ("dense/wanda", "pattern 'dense' prunes nothing, so it takes no '/METHOD'"),
+        ("2:4/", "unknown method ''"),
+    ],
+)
+def test_bad_methods_in_the_shorthand(text, needle):
+    with pytest.raises(SpecError) as info:
+        SparsitySpec.parse(text)
+    assert needle in str(info.value) and "\n" not in str(info.value)

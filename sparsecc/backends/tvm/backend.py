@@ -20,6 +20,7 @@ from sparsecc.backends.tvm.cost import TvmCostModel
 from sparsecc.backends.tvm.env import configure_tvm
 from sparsecc.backends.tvm.runtime import CompiledModel
 from sparsecc.backends.tvm.target import TargetInfo, resolve_target
+from sparsecc.ops.precision import round_weight
 from sparsecc.passes.context import CompileContext
 
 logger = logging.getLogger(__name__)
@@ -75,8 +76,10 @@ class TvmBackend:
         step = time.perf_counter()
         layers = find_layers(model, request.example_inputs)
         tuner = self._tuner(target, request)
-        kernels = select_kernels(layers, target, tuner)
+        kernels = select_kernels(layers, target, tuner, request.dtype)
         conv_layers = find_conv_layers(model, request.example_inputs)
+        for conv in conv_layers:  # Conv kernels compute float32: their weights rounded to the dtype
+            conv.weight = round_weight(conv.weight, request.dtype)
         conv_kernels, convs = select_conv_kernels(model, conv_layers, target)
         if tuner is not None:
             logger.info("tuning: %d new trials (records: %s)", tuner.trials_run, tuner.records_dir)
@@ -129,6 +132,7 @@ class TvmBackend:
                 "dict": target.target_dict,
             },
             "spec": context.spec.to_dict() if context.spec is not None else None,
+            "dtype": request.dtype,
             "versions": _versions(),
             "report": [row.as_dict() for row in context.report],
             "built_on": platform.machine(),

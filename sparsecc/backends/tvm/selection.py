@@ -21,12 +21,21 @@ from sparsecc.ops import CsrWeight, NmWeight
 logger = logging.getLogger(__name__)
 
 
-def select_kernels(layers: list[LinearLayer], target: TargetInfo, tuner=None) -> dict[str, Kernel]:
+def select_kernels(
+    layers: list[LinearLayer], target: TargetInfo, tuner=None, dtype: str = "float32"
+) -> dict[str, Kernel]:
     """Node name -> the kernel for it (the tuned one when `tuner` is active).
 
     A sparse op in the model (a sparsified file, made for another target or for size) runs
     sparse only where this target's cost model says it pays; a tuned build measures instead.
+    `dtype`: the weights' precision (`rules.make_kernel`); the tuner measures float32 kernels
+    only, so a bf16/fp16 build runs the default schedules.
     """
+    if tuner is not None and dtype != "float32":
+        logger.warning(
+            "tuning skipped: it measures float32 kernels only, and this build stores %s weights", dtype
+        )
+        tuner = None
     from sparsecc.backends.tvm.cost import TvmCostModel
 
     cost_model = TvmCostModel(target)
@@ -37,7 +46,7 @@ def select_kernels(layers: list[LinearLayer], target: TargetInfo, tuner=None) ->
             estimate = cost_model.estimate(weight.format, weight.to_dense(), layer.m)
             if not estimate.pays:
                 weight, note = weight.to_dense(), f"{estimate.reason}, so it runs dense; "
-        kernel = make_kernel(weight, layer.bias, layer.m, target)
+        kernel = make_kernel(weight, layer.bias, layer.m, target, dtype=dtype)
         if note:
             kernel = dataclasses.replace(kernel, reason=note + kernel.reason)
         if tuner is not None:

@@ -54,6 +54,16 @@ class TargetInfo:
         return 32 if self.vector_bits >= 512 or self.family == "aarch64" else 16
 
     @property
+    def bf16_dot(self) -> bool:
+        """Whether the target has AVX512-BF16's `vdpbf16ps` (pairs of bf16 products into float32 lanes)."""
+        if self.family != "x86" or self.vector_bits < 512:
+            return False
+        mattr = [str(a) for a in self.target_dict.get("mattr", [])]
+        if "-avx512bf16" in mattr:
+            return False
+        return self.target_dict.get("mcpu") in BF16_CPUS or "+avx512bf16" in mattr
+
+    @property
     def runs_here(self) -> bool:
         return self.family != "cuda" and self.arch == platform.machine()
 
@@ -98,6 +108,10 @@ AVX512_CPUS = frozenset(
         "x86-64-v4",
     ]
 )
+
+# LLVM x86 CPUs with AVX512-BF16 (`vdpbf16ps`). A Zen 4 host lands on "icelake-server" (X86_TIERS),
+# which LLVM gives no bf16: its bf16 kernels take the float32-FMA path.
+BF16_CPUS = frozenset(["cooperlake", "sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5"])
 
 
 # LLVM features the tiers above imply that LLVM may emit without intrinsics, with their cpuinfo flag.

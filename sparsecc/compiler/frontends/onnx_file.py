@@ -10,6 +10,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from sparsecc.compiler.frontends.common import OPSET
+from sparsecc.compiler.frontends.external_weights import keep_on_disk, on_disk
 from sparsecc.compiler.frontends.weightless import with_weights, without_weights
 from sparsecc.errors import ModelError
 
@@ -22,13 +23,17 @@ def _first_line(error: Exception) -> str:
 
 
 def load_onnx_file(path: Path) -> onnx.ModelProto:
-    """Read an .onnx file (external data included) with one-line errors for the usual mistakes."""
+    """Read an .onnx file with one-line errors for the usual mistakes.
+
+    Big weights stored as external data stay on disk (see `external_weights.py`): the proto
+    refers to them by absolute path, and onnx-ir maps them into memory when a pass reads one."""
     if not path.exists():
         raise ModelError(f"model file '{path}' does not exist; check the path")
     if path.is_dir():
         raise ModelError(f"model path '{path}' is a directory; give an .onnx file")
     try:
-        proto = onnx.load(str(path), load_external_data=True)
+        proto = onnx.load(str(path), load_external_data=False)
+        keep_on_disk(proto, path.parent)
     except (DecodeError, OSError, ValueError, onnx.checker.ValidationError) as error:
         raise ModelError(
             f"'{path}' is not a readable ONNX model (corrupted or truncated?): {_first_line(error)}; re-export it"
@@ -65,6 +70,8 @@ def _check_self_consistent(proto: onnx.ModelProto, path: Path) -> None:
     if garbled:
         raise ModelError(f"'{path}' is damaged: {garbled} is not UTF-8 text; re-export it")
     for tensor in proto.graph.initializer:
+        if on_disk(tensor):  # its size was checked against its dims when the file was read
+            continue
         try:
             onnx.numpy_helper.to_array(tensor)
         except (ValueError, TypeError, KeyError) as error:  # data vs dims, unknown or undefined type

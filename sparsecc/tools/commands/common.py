@@ -35,9 +35,22 @@ class Source:
         return ir.serde.serialize_model(self.ir_model)
 
     @property
+    def is_file(self) -> bool:
+        return not self.label.startswith("zoo:")
+
+    @property
     def runnable(self) -> onnx.ModelProto | str:
-        """What onnxruntime should load for the model as given: its file when there is one."""
-        return self.label if self.original is not None else self.given
+        """What onnxruntime, or a second pipeline run, should read for the model as given: its file
+        when there is one (see `release`)."""
+        return self.label if self.is_file else self.given
+
+    def release(self) -> None:
+        """Let go of a file's model (read again from `label` when needed): a file whose weights are
+        inside the .onnx is held whole by protobuf, a second copy of the weights during the checks."""
+        if self.is_file:
+            self.original = None
+            self.ir_model = None
+            self.__dict__.pop("proto", None)
 
     @property
     def given(self) -> onnx.ModelProto:
@@ -77,6 +90,15 @@ def add_spec_argument(parser, required: bool, default: str | None = None) -> Non
         required=required,
         default=default,
         help="sparsity spec: shorthand ('*ffn*=block(1,16)@0.9; *attn*=2:4'), or a .yaml/.json file",
+    )
+
+
+def add_calibration_argument(parser) -> None:
+    parser.add_argument(
+        "--calibration",
+        metavar="FILE.npz",
+        help="input batches for the methods that need data (wanda, sparsegpt): one array per model "
+        "input, batches stacked on axis 0; also reports each pruned weight's reconstruction error",
     )
 
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from sparsecc.tools import present
-from sparsecc.tools.commands.common import add_model_argument, add_spec_argument, load_source
+from sparsecc.tools.commands.common import (
+    add_calibration_argument,
+    add_model_argument,
+    add_spec_argument,
+    load_source,
+)
 
 
 def add_parser(sub) -> None:
@@ -20,7 +25,13 @@ def add_parser(sub) -> None:
         default="tvm",
         help="tvm (native code, default) or onnxruntime (writes the sparsified .onnx)",
     )
+    add_calibration_argument(parser)
     parser.add_argument("--tune", type=int, default=0, help="autotuning trials (0: default schedules)")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        help="weight precision: float32 (default), bfloat16 or float16; accumulation stays float32",
+    )
     parser.add_argument(
         "--rpc", metavar="HOST:PORT:KEY", help="tune by measuring on a device behind an RPC tracker"
     )
@@ -56,6 +67,8 @@ def run(args) -> int:
             measure=args.measure,
             rpc=args.rpc,
             backend=args.backend,
+            dtype=args.dtype,
+            calibration=args.calibration,
         )
     present.console.print(
         present.kernel_table(compiled.report, f"{model} for {target.name} ({backend.name})")
@@ -72,7 +85,12 @@ def _write_html(args, source, compiled, where: str) -> None:
     from sparsecc.tools import html_report
 
     data = html_report.sparsify_for_report(
-        source.proto, args.spec, source.inputs, target=args.target, backend=args.backend
+        source.proto,
+        args.spec,
+        source.inputs,
+        target=args.target,
+        backend=args.backend,
+        calibration=args.calibration,
     )
     measured = "kernels measured against dense here" if args.measure else "not measured (add --measure)"
     data.write_page(

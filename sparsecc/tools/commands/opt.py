@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from sparsecc import files
 from sparsecc.compiler import api
+from sparsecc.compiler.onnx_save import save_onnx
 from sparsecc.compiler.pipeline import DEFAULT_PIPELINE, PASSES
 from sparsecc.tools import present
 from sparsecc.tools.commands.common import add_model_argument, add_spec_argument, load_source
@@ -47,6 +47,6 @@ def run(args) -> int:
         after_pass=print_ir if args.print_ir_after_all else None,
     )
     present.console.print(present.pass_table(result.passes))
-    files.write_bytes(args.output, ir.serde.serialize_model(result.model).SerializeToString())
+    save_onnx(result.model, args.output)
     present.console.print(f"wrote {args.output}")
     return 0

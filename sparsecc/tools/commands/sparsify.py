@@ -7,17 +7,21 @@ writes nothing and fails. When no weight gets sparser, the input model is writte
 
 from __future__ import annotations
 
+import gc
+import shutil
 import tempfile
 from pathlib import Path
 
-import onnx_ir as ir
+import onnx
 from rich.markup import escape
 
 from sparsecc.backends.ort import session
 from sparsecc.compiler import api, onnx_save
+from sparsecc.compiler.frontends.external_weights import has_external_data
 from sparsecc.errors import InputError
 from sparsecc.tools import present
 from sparsecc.tools.commands.common import (
+    add_calibration_argument,
     add_input_argument,
     add_model_argument,
     add_spec_argument,
@@ -43,6 +47,7 @@ def add_parser(sub) -> None:
     add_input_argument(
         parser, help="an input for the output check (repeat for each input; default: synthetic)"
     )
+    add_calibration_argument(parser)
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     parser.add_argument(
         "--for",
@@ -67,40 +72,52 @@ def run(args) -> int:
             verify=args.debug,
             backend=args.backend,
             target=args.target,
+            calibration=args.calibration,
         )
-        # nothing sparser than it was: the input model is the best output (no converted opset, no new names)
-        proto = ir.serde.serialize_model(result.model) if result.changed_weights else source.given
-        result.model = None  # its weights are in `proto` now (a big model holds both otherwise)
     present.console.print(
         present.weight_table(result.report, title=f"{args.model} with spec '{result.spec}'")
     )
     for message in result.warnings:
         present.warn(message)
-    # weights from their dims, in and out alike: ByteSize() serializes, and an .onnx file whose
-    # weights are external data is smaller than they are
-    input_bytes, output_bytes = onnx_save.model_bytes(source.given), onnx_save.model_bytes(proto)
+    # nothing sparser than it was: the input model is the best output (no converted opset, no new names)
+    output = result.model if result.changed_weights else source.given
+    result.model = None  # from here on `output` is the only reference: freed once written
+    # weights from their dims, in and out alike (an .onnx whose weights are external data is smaller)
+    input_bytes, output_bytes = onnx_save.model_bytes(source.given), onnx_save.model_bytes(output)
     facts = [
         ("input weights", present.human_bytes(input_bytes)),
         ("output weights", present.human_bytes(output_bytes)),
         ("size ratio", f"{output_bytes / input_bytes:.3f}" if input_bytes else "- (no weights)"),
         ("sparse layers", f"{sum(r.format != 'dense' for r in result.report)} of {len(result.report)}"),
     ]
-    if not result.changed_weights:
-        facts.append(("output", "the input model, unchanged (no weight was pruned or stored sparse)"))
-    elif not args.no_check:
-        with present.status("checking outputs with onnxruntime"):
-            facts += check_outputs(source, args.spec, proto, args.portable)
+    # written beside OUT first and checked there; moved into place only if the check passes
+    with onnx_save.staged_output(args.output) as staged:
+        with present.status(f"writing {args.output}"):
+            if result.changed_weights or not source.is_file or has_external_data(Path(source.label)):
+                onnx_save.save_onnx(output, staged)  # external data beside it past 2 GB
+            else:
+                shutil.copyfile(source.label, staged)  # unchanged: the input file, byte for byte
+        del output  # the sparse IR: the checks below hold one onnxruntime session at a time
+        source.release()  # and the input model: the reference pipeline reads its file again
+        gc.collect()  # an IR is a graph of cycles (values <-> nodes): freed by the collector only
+        if not result.changed_weights:
+            facts.append(("output", "the input model, unchanged (no weight was pruned or stored sparse)"))
+        elif not args.no_check:
+            with present.status("checking outputs with onnxruntime"):
+                facts += check_outputs(source, args.spec, staged, args.portable, args.calibration)
     present.console.print(present.key_value_table("Result", facts))
-    onnx_save.save_onnx(proto, args.output)  # external data beside it past 2 GB
     present.console.print(f"wrote {args.output}")
     return 0
 
 
-def check_outputs(source, spec, proto, portable: bool) -> list[tuple[str, str]]:
-    """Compare with the pruned dense model (the reference); raise if they disagree.
+def check_outputs(
+    source, spec, written: Path | onnx.ModelProto, portable: bool, calibration=None
+) -> list[tuple[str, str]]:
+    """Compare the model `written` with the pruned dense model (the reference); raise if they disagree.
 
     Runs on the --input arrays, else on synthetic inputs; skipped (one line says why) when none
-    can be made or the input model itself does not run on them."""
+    can be made or the input model itself does not run on them. `written` runs as written (no
+    folding of reference bodies into dense weights: less memory for a one-off run)."""
     if source.inputs is None:
         return _skipped(f"{source.no_inputs_reason}; give inputs with --input NAME=file.npy")
     want, why = session.try_run(source.runnable, source.inputs)
@@ -108,10 +125,11 @@ def check_outputs(source, spec, proto, portable: bool) -> list[tuple[str, str]]:
         raise InputError(f"the input model does not run on the inputs given: {why}")
     if want is None:
         return _skipped(f"the input model does not run on synthetic inputs ({why}); give inputs with --input")
-    got = _run_from_file(proto, source.inputs)
+    got = session.run(str(written) if isinstance(written, Path) else written, source.inputs, optimize=False)
     facts = []
     if not portable:
-        agreement = session.agreement(got, _reference_outputs(source, spec), tolerance=CHECK_TOLERANCE)
+        reference = _reference_outputs(source, spec, calibration)
+        agreement = session.agreement(got, reference, tolerance=CHECK_TOLERANCE)
         facts.append(
             ("max |sparse - pruned dense|", f"{agreement.max_abs_diff:.2e} ({agreement.relative:.1e} rel.)")
         )
@@ -128,23 +146,16 @@ def check_outputs(source, spec, proto, portable: bool) -> list[tuple[str, str]]:
     return facts
 
 
-def _reference_outputs(source, spec) -> list:
-    """The pruned dense model's outputs."""
-    return _run_from_file(
-        api.sparsify_ir(source.given, spec, source.inputs, portable=True).model, source.inputs
-    )
-
-
-def _run_from_file(model, inputs) -> list:
-    """onnxruntime's outputs for `model`, read from a temporary file with external data, and run as
-    written (no folding of reference bodies into dense weights). From bytes onnxruntime holds a
-    serialized copy besides its own, and folding makes more; on a 0.25 GiB 2:4 model the output's
-    session peaked at +1.23 GiB from bytes with folding, +0.45 GiB as written, and the input
-    model's at +0.62 GiB from bytes, +0.19 GiB from its file."""
+def _reference_outputs(source, spec, calibration=None) -> list:
+    """The pruned dense model's outputs (pruned again, with the same calibration data)."""
+    pruned = api.sparsify_ir(source.runnable, spec, source.inputs, portable=True, calibration=calibration)
+    model, pruned.model = pruned.model, None
     with tempfile.TemporaryDirectory(prefix="sparsecc-check-") as folder:
         path = Path(folder) / "model.onnx"
         onnx_save.save_onnx(model, path, external_data_threshold=0)
-        return session.run(str(path), inputs, optimize=False)
+        del model
+        gc.collect()  # the pruned IR (cycles) before onnxruntime loads its copy
+        return session.run(str(path), source.inputs, optimize=False)
 
 
 def _skipped(reason: str) -> list[tuple[str, str]]:

@@ -71,6 +71,9 @@ class KernelRule(abc.ABC):
     name: str  # the rule's name in reasons
     formats: tuple  # SparseFormat classes it can take; None in the tuple: dense weights
     summary: str  # one phrase: what the kernel does (the report's reason when the rule takes a layer)
+    # Weight dtypes besides float32 whose values `build(..., dtype=)` stores natively; for others,
+    # `rules.make_kernel` builds the float32 kernel on the rounded weights (`ops/precision.py`).
+    dtypes: tuple[str, ...] = ()
 
     def serves(self, fmt) -> bool:
         return (None in self.formats) if fmt is None else isinstance(fmt, tuple(f for f in self.formats if f))
@@ -89,7 +92,11 @@ class KernelRule(abc.ABC):
 
     @abc.abstractmethod
     def build(self, weight, bias: np.ndarray | None, m: int, target, tiles: dict | None = None) -> Kernel:
-        """The scheduled kernel; `weight` is a SparseWeight of a served format or a dense W[out, in]."""
+        """The scheduled kernel; `weight` is a SparseWeight of a served format or a dense W[out, in].
+
+        A rule listing `dtypes` also takes `dtype=` (one of them): `weight` then holds values of
+        that dtype (as float32) and the kernel stores them in it; accumulation stays float32.
+        """
 
     def tile_space(self, weight, m: int, target) -> list[dict]:
         """Tile candidates for a measured grid search, the default first ([]: none, or MetaSchedule)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparsecc.backends.tvm.kernels import Kernel, KernelRule, runs_parallel
+from sparsecc.backends.tvm.kernels import Kernel, KernelRule, bf16, runs_parallel
 from sparsecc.backends.tvm.kernels.blocks import (
     RUN_ROWS,
     as_blocks,
@@ -28,6 +28,7 @@ from sparsecc.backends.tvm.kernels.blocks import (
     transpose_tile,
 )
 from sparsecc.ops import BsrFormat, BsrWeight, CsrFormat
+from sparsecc.ops.precision import bf16_bits
 
 MAX_VECTORS_PER_TILE = 8  # MT <= 8 vectors: the accumulator must stay in registers
 
@@ -84,11 +85,12 @@ def default_tiles(
     return {"MT": max(fitting) if fitting else lanes, "ST": slab}
 
 
-def blocked_linear(m: int, weight: BsrWeight, lanes: int, slab: int | None = None):
+def blocked_linear(m: int, weight: BsrWeight, lanes: int, slab: int | None = None, dtype: str = "float32"):
     """Unscheduled PrimFunc (X[m, in], values[nnzb, C, R], col[nnzb], row_ptr[out/R+1], bias[out], Y[m, out]).
 
     Tokens go in slabs of `slab` (default: all), the outer loop: every row walks one slab's
-    X^T before the next slab.
+    X^T before the next slab. `dtype` "bfloat16": values are uint16 bf16 bits, each widened to
+    float32 by a shift where it is broadcast (X^T and the accumulators stay float32).
     """
     from tvm.script import tirx as T
 
@@ -97,11 +99,15 @@ def blocked_linear(m: int, weight: BsrWeight, lanes: int, slab: int | None = Non
     nnzb, n_block_rows = max(weight.nnz_blocks, 1), out // r_size
     m_padded = padded_tokens(m, lanes)
     slab = slab or m_padded
+    value_dtype = "uint16" if dtype == "bfloat16" else "float32"
+
+    def value(v):
+        return bf16.widen(v, 1) if dtype == "bfloat16" else v
 
     @T.prim_func(s_tir=True)
     def kernel(
         X: T.Buffer((m, inp), "float32"),
-        data: T.Buffer((nnzb, c_size, r_size), "float32"),
+        data: T.Buffer((nnzb, c_size, r_size), value_dtype),
         indices: T.Buffer((nnzb,), "int32"),
         indptr: T.Buffer((n_block_rows + 1,), "int32"),
         bias: T.Buffer((out,), "float32"),
@@ -127,16 +133,22 @@ def blocked_linear(m: int, weight: BsrWeight, lanes: int, slab: int | None = Non
                         vc = T.axis.reduce(c_size, c)
                         with T.init():
                             YT[vi * r_size + vr, vt] = bias[vi * r_size + vr]
-                        YT[vi * r_size + vr, vt] = (
-                            YT[vi * r_size + vr, vt]
-                            + XT[indices[indptr[vi] + ve] * c_size + vc, vt] * data[indptr[vi] + ve, vc, vr]
-                        )
+                        YT[vi * r_size + vr, vt] = YT[vi * r_size + vr, vt] + XT[
+                            indices[indptr[vi] + ve] * c_size + vc, vt
+                        ] * value(data[indptr[vi] + ve, vc, vr])
         for t, o in T.grid(m, out):
             with T.sblock("Y"):
                 vt, vo = T.axis.remap("SS", [t, o])
                 Y[vt, vo] = YT[vo, vt]
 
     return kernel
+
+
+def _with_dtype(constants: list[np.ndarray], dtype: str) -> list[np.ndarray]:
+    """The values (first constant) as bf16 bits for a bfloat16 kernel."""
+    if dtype == "bfloat16":
+        return [bf16_bits(constants[0]), *constants[1:]]
+    return constants
 
 
 def schedule_blocked(
@@ -214,6 +226,7 @@ def make_blocked_kernel(
     label: str,
     tiles: dict | None = None,
     registers: int = 32,
+    dtype: str = "float32",
 ) -> Kernel:
     import tvm
 
@@ -225,7 +238,7 @@ def make_blocked_kernel(
         raise ValueError(
             f"blocked kernel tiles {tiles} invalid for m={m}: MT must be one of {token_tile_choices(m, lanes, slab)}"
         )
-    base = blocked_linear(m, weight, lanes, slab)
+    base = blocked_linear(m, weight, lanes, slab, dtype)
     sch = tvm.s_tir.Schedule(base)
     parallel = runs_parallel(m * weight.values.size)
     schedule_blocked(sch, m, weight.shape, lanes, tiles["MT"], parallel)
@@ -234,7 +247,7 @@ def make_blocked_kernel(
     return Kernel(
         label,
         func,
-        operands(weight, bias),
+        _with_dtype(operands(weight, bias), dtype),
         tiles,
         flops,
         base_func=base,
@@ -265,6 +278,7 @@ class BlockedCpu(KernelRule):
 
     name = "blocked_cpu"
     formats = (BsrFormat, CsrFormat, None)
+    dtypes = ("bfloat16",)  # bf16 values, widened where broadcast
     summary = "block-sparse micro-kernel vectorised over tokens (blocks taller than 4 rows as stacks of 4)"
 
     def declines(self, fmt, shape, m, target) -> str | None:
@@ -294,10 +308,12 @@ class BlockedCpu(KernelRule):
     def label(self, fmt, shape, target) -> str:
         return f"{family_label(fmt, shape[0])}_{target.family}"
 
-    def build(self, weight, bias, m, target, tiles=None) -> Kernel:
+    def build(self, weight, bias, m, target, tiles=None, dtype="float32") -> Kernel:
         fmt = None if isinstance(weight, np.ndarray) else weight.format
-        label = self.label(fmt, weight.shape, target)
+        label = self.label(fmt, weight.shape, target) + ("_bf16" if dtype == "bfloat16" else "")
         blocks = as_blocks(weight)
         if isinstance(fmt, BsrFormat) and fmt.block[0] > RUN_ROWS and fmt.block[0] % RUN_ROWS == 0:
             blocks = split_rows(blocks, RUN_ROWS)
-        return make_blocked_kernel(blocks, bias, m, target.lanes, label, tiles, target.vector_registers)
+        return make_blocked_kernel(
+            blocks, bias, m, target.lanes, label, tiles, target.vector_registers, dtype
+        )

@@ -16,10 +16,11 @@ from sparsecc.backends.tvm.kernels import Kernel, KernelRule
 from sparsecc.backends.tvm.kernels.blocked_cpu import BlockedCpu
 from sparsecc.backends.tvm.kernels.blocked_cuda import BlockedCuda
 from sparsecc.backends.tvm.kernels.csr import CsrCuda
-from sparsecc.backends.tvm.kernels.dense_cpu import DenseCpu
+from sparsecc.backends.tvm.kernels.dense_bf16_cpu import DenseBf16Cpu
 from sparsecc.backends.tvm.kernels.gemv_cpu import GemvCpu
 from sparsecc.backends.tvm.kernels.nm import NmCuda, NmPermuteX86
 from sparsecc.backends.tvm.kernels.tiled_cpu import TiledCpu
+from sparsecc.ops.precision import round_weight
 
 RULES: tuple[KernelRule, ...] = (
     NmPermuteX86(),  # N:M on x86: lane permute, no X transpose
@@ -27,7 +28,7 @@ RULES: tuple[KernelRule, ...] = (
     CsrCuda(),  # CSR on CUDA
     BlockedCuda(),  # BSR and dense on CUDA
     GemvCpu(),  # dense, 1-4 tokens: vectorised over the inputs
-    DenseCpu(),  # dense: GEMM micro-kernel over packed weight panels
+    DenseBf16Cpu(),  # dense: GEMM micro-kernel over packed weight panels (float32 or bf16 weights)
     TiledCpu(),  # CSR and 1xC blocks, any blocks once X^T outgrows L2: cache-tiled
     BlockedCpu(),  # BSR, CSR (1x1 blocks) and dense (full blocks): vectorised over tokens
 )
@@ -63,17 +64,29 @@ def plan(fmt, shape: tuple[int, int], m: int | None, target) -> Plan:
     return Plan(dense.rule, None, f"no {fmt.label} kernel here ({'; '.join(declined)}), so it runs dense")
 
 
-def make_kernel(weight, bias: np.ndarray | None, m: int, target, tiles: dict | None = None) -> Kernel:
+def make_kernel(
+    weight, bias: np.ndarray | None, m: int, target, tiles: dict | None = None, dtype: str = "float32"
+) -> Kernel:
     """The scheduled kernel computing Y[m, out] = X[m, in] @ W.T (+ bias) for `target`.
 
     `weight` is a SparseWeight or a dense W[out, in]; the kernel says which format it runs and why.
+    `dtype` is the weights' precision (`ops/precision.py`): its values are rounded to it, and a
+    rule without a kernel for it computes the rounded values in float32 (the reason says so).
     """
     fmt = None if isinstance(weight, np.ndarray) else weight.format
+    weight = round_weight(weight, dtype)
     chosen = plan(fmt, tuple(weight.shape), m, target)
     if chosen.fmt is None and fmt is not None:
         weight = weight.to_dense()
-    kernel = chosen.rule.build(weight, bias, m, target, tiles)
-    return dataclasses.replace(kernel, m=m, runs=chosen.runs, reason=chosen.reason)
+    reason = chosen.reason
+    if dtype in chosen.rule.dtypes:
+        kernel = chosen.rule.build(weight, bias, m, target, tiles, dtype=dtype)
+        reason += f"; {dtype} weights"
+    else:
+        kernel = chosen.rule.build(weight, bias, m, target, tiles)
+        if dtype != "float32":
+            reason += f"; weights rounded to {dtype}, stored and computed as float32 (no {dtype} kernel here)"
+    return dataclasses.replace(kernel, m=m, runs=chosen.runs, reason=reason)
 
 
 def tile_space(weight, m: int, target) -> list[dict]:
