@@ -67,7 +67,7 @@ def lower_attention(bb, inputs, attrs, target=None, choose_tiles=None):
     if target is not None and target.family in ("x86", "aarch64") and fits(shape, target.lanes):
         out = _fused(bb, shape, q, k, v, mask, target, choose_tiles or default_tiles)
     else:
-        out = _decomposed(bb, shape, q, k, v, mask)
+        out = decomposed(bb, shape, q, k, v, mask)
     if three_d:
         b, h, s, d = (int(x) for x in out.ty.shape)
         out = _merge_heads(bb, out, b, s, h * d)
@@ -93,7 +93,7 @@ def _fused(bb, shape: AttentionShape, q, k, v, mask, target, choose_tiles):
     return bb.emit(relax.call_tir(func, [q, kt, v, mask], out_ty=relax.TensorType(out_shape, "float32")))
 
 
-def _decomposed(bb, shape: AttentionShape, q, k, v, mask):
+def decomposed(bb, shape: AttentionShape, q, k, v, mask):
     """softmax(Q K^T * scale + mask) V as Relax ops (GQA heads repeated)."""
     from tvm import relax
 

@@ -6,6 +6,7 @@ convert ourselves to private op types, so TVM's unsupported-op check and dispatc
 look at the op type only, not the domain) never confuse them with its own:
   a linear layer with a chosen kernel (sparse op, MatMul by a constant W) -> call_tir of it
   Attention (opset 23, standard domain)                                   -> attention.py
+  sparsecc::PatternAttention (a group of heads under a static pattern)    -> pattern_attention.py
 Everything TVM cannot import is reported at once, in one line.
 """
 
@@ -28,6 +29,11 @@ from sparsecc.backends.tvm.kernels.blocked_layout_cpu import (
 )
 from sparsecc.backends.tvm.kernels.conv_blocked_cpu import blocked_shape
 from sparsecc.backends.tvm.layers import ConvCall
+from sparsecc.backends.tvm.pattern_attention import (
+    lower_pattern_attention,
+    pattern_calls,
+    pattern_node_name,
+)
 from sparsecc.errors import UnsupportedOpError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +41,7 @@ logger = logging.getLogger(__name__)
 PRIVATE = "sparsecc__"  # prefix of the op types only our converters handle
 LINEAR = PRIVATE + "Linear"
 ATTENTION = PRIVATE + "Attention"
+PATTERN_ATTENTION = PRIVATE + "PatternAttention"
 CONV = PRIVATE + "Conv"
 PASS = PRIVATE + "Pass"  # a node whose work a kernel before it did: passes Y on, in its layout
 
@@ -97,6 +104,11 @@ def mark_private_ops(
             node.op_type, node.domain = LINEAR, ""
         elif node.domain in ("", "ai.onnx") and node.op_type == "Attention":
             node.op_type = ATTENTION
+        elif node.domain == "sparsecc" and node.op_type == "PatternAttention":
+            # read before (`pattern_calls`): TVM's attribute parser refuses empty lists
+            node.op_type, node.domain = PATTERN_ATTENTION, ""
+            node.name = pattern_node_name(node)
+            del node.attribute[:]
         elif node.domain == "sparsecc":
             raise UnsupportedOpError(
                 f"sparse node '{node.name}' ({node.op_type}) has no kernel; was it verified?"
@@ -119,9 +131,18 @@ def _importer_class():
         """TVM's ONNX graph importer plus converters for sparsecc's ops."""
 
         def __init__(
-            self, shape_dict, dtype_dict, kernels: dict[str, Kernel], target, tuner=None, convs=None
+            self,
+            shape_dict,
+            dtype_dict,
+            kernels: dict[str, Kernel],
+            target,
+            tuner=None,
+            convs=None,
+            patterns=None,
         ):
             super().__init__(shape_dict, dtype_dict)
+            self.patterns = patterns or {}  # PatternAttention node name -> pattern_attention.PatternCall
+            self.pattern_kernels: dict[str, str] = {}  # PatternAttention node name -> the kernel that runs it
             self.convs = convs or {}  # Conv node name -> layers.ConvCall
             self.kernels = kernels  # node name -> the kernel chosen for it
             self.target = target  # TargetInfo, or None: no target-specific kernels (attention decomposed)
@@ -167,6 +188,12 @@ def _importer_class():
                 return self.bb.normalize(power)
             if not op_name.startswith(PRIVATE):
                 return self._convert_standard(op_name, inputs, attrs, opset)
+            if op_name == PATTERN_ATTENTION:
+                name = attrs["tvm_custom"]["name"]
+                out, label = lower_pattern_attention(self.bb, inputs, self.patterns[name], self.target, name)
+                self.pattern_kernels[name] = label
+                logger.info("PatternAttention '%s' runs %s", name, label)
+                return self.bb.normalize(out)
             if op_name == ATTENTION:
                 choose = self.tuner.attention_tiles if self.tuner is not None else None
                 return self.bb.normalize(lower_attention(self.bb, inputs, attrs, self.target, choose))
@@ -410,8 +437,9 @@ def import_onnx(
                 f"the TVM backend cannot take input '{name}': it holds strings; "
                 "use `sparsecc sparsify` (ONNX out) for this model"
             )
+    patterns = pattern_calls(model)
     marked = mark_private_ops(model, set(kernels) - set(convs), bias_adds or set(), convs)
-    importer = _importer_class()(input_shapes, input_dtypes, kernels, target, tuner, convs)
+    importer = _importer_class()(input_shapes, input_dtypes, kernels, target, tuner, convs, patterns)
     opset = next((o.version for o in marked.opset_import if o.domain in ("", "ai.onnx")), 1)
     with contextlib.redirect_stdout(io.StringIO()):  # TVM prints each failing op before re-raising
         return importer.from_onnx(marked.graph, opset)
