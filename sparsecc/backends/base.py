@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
-    """One graph input or output: name, static shape, numpy dtype."""
+    """One graph input or output: name, shape (-1 where a backend that keeps dynamic shapes left one), numpy dtype."""
 
     name: str
     shape: tuple[int, ...]
@@ -37,6 +37,20 @@ class TensorSpec:
     # For an integer input used as Gather indices: the indexed table's length n (valid: -n..n-1).
     # A backend whose Gather does not check bounds refuses ids outside it instead of reading stray memory.
     index_limit: int | None = None
+
+    def accepts_shape(self, shape) -> bool:
+        """Whether an array of `shape` fits: same rank, equal in every dimension but the dynamic (-1) ones."""
+        return len(shape) == len(self.shape) and all(d in (-1, s) for d, s in zip(self.shape, shape))
+
+    @property
+    def shape_text(self) -> str:
+        """(1, 128), or (1, any) where a dimension is dynamic."""
+        return (
+            "("
+            + ", ".join("any" if d == -1 else str(d) for d in self.shape)
+            + ("," if len(self.shape) == 1 else "")
+            + ")"
+        )
 
     def as_dict(self) -> dict:
         data = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
@@ -64,9 +78,13 @@ class TensorSpec:
 class BuildRequest:
     """The compile's inputs and options, as the driver resolved them."""
 
-    inputs: list[TensorSpec]  # static shapes the model is built for
+    inputs: list[
+        TensorSpec
+    ]  # the shapes the model is built for (-1: dynamic, backends with `dynamic_shapes` only)
     outputs: list[dict]  # name, shape (-1: not static), dtype of each graph output
-    example_inputs: dict[str, np.ndarray]  # given by the user, or synthesised for those shapes
+    example_inputs: (
+        dict[str, np.ndarray] | None
+    )  # given, or synthesised for static shapes (None: dynamic, none given)
     tune: int = 0  # autotuning trials per kernel (0: default schedules)
     records_path: Path | None = None  # tuning records directory (None: the default cache)
     measure: bool = False  # time each sparse kernel against dense (the report's measured speedup)
@@ -128,10 +146,10 @@ def arguments(specs: list[TensorSpec], args, kwargs) -> tuple[list[np.ndarray], 
                 f"input '{spec.name}' is not an array ({str(error).splitlines()[0]}); "
                 f"pass a numpy array or a torch tensor of shape {spec.shape}"
             ) from None
-        if tuple(value.shape) != spec.shape:
+        if not spec.accepts_shape(value.shape):
             raise InputError(
-                f"input '{spec.name}' has shape {tuple(value.shape)} but the model was compiled for {spec.shape}; "
-                "recompile with example inputs of that shape"
+                f"input '{spec.name}' has shape {tuple(value.shape)} but the model was compiled for "
+                f"{spec.shape_text}; recompile with example inputs of that shape"
             )
         if value.dtype != np.dtype(spec.dtype):
             raise InputError(

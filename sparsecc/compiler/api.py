@@ -174,9 +174,10 @@ def compile(
         calibration=calibration,
     )
     logger.info("sparsified in %.1f s", time.perf_counter() - started)
-    feeds = inputs.example_feeds(result.model, result.example_inputs)
+    dynamic = getattr(backends.get(backend), "dynamic_shapes", False)
+    feeds = inputs.example_feeds(result.model, result.example_inputs, allow_dynamic=dynamic)
     request = BuildRequest(
-        inputs=inputs.input_specs(result.model, feeds),
+        inputs=inputs.input_specs(result.model, feeds, keep_dynamic=dynamic),
         outputs=inputs.output_specs(result.model),
         example_inputs=feeds,
         tune=tune,

@@ -19,6 +19,7 @@ import onnx
 import onnx_ir as ir
 
 from sparsecc import ops
+from sparsecc.backends.tvm.pattern_costs import measured_costs
 from sparsecc.compiler.frontends.weightless import without_weights
 from sparsecc.compiler.onnx_save import save_onnx
 from sparsecc.errors import PipelineError, SparseccError, VerificationError
@@ -30,7 +31,7 @@ from sparsecc.passes.dense_to_sparse import DenseToSparsePass
 from sparsecc.passes.fuse_attention import FuseAttentionPass
 from sparsecc.passes.fuse_heads import FuseHeadsPass
 from sparsecc.passes.prune import PrunePass
-from sparsecc.passes.search_heads import SearchHeadsPass
+from sparsecc.passes.search_heads import SearchHeadsPass, priced_patterns
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +48,31 @@ def _attention_spec(ctx: CompileContext, name: str):
 def _search_heads(ctx: CompileContext) -> SearchHeadsPass:
     if ctx.calibration is None:
         raise PipelineError("pass 'search-heads' needs calibration data (--calibration FILE.npz)")
-    return SearchHeadsPass(_attention_spec(ctx, "search-heads"), ctx.calibration)
+    options = _attention_spec(ctx, "search-heads")
+    return SearchHeadsPass(options, ctx.calibration, _measured_costs(ctx, options))
+
+
+def _measured_costs(ctx: CompileContext, options):
+    """With `costs: measured`: per layer, the modes' kernel times relative to dense attention,
+    timed on the compile's TVM CPU target (`backends/tvm/pattern_costs.py`); else None (FLOPs)."""
+    if options.costs != "measured":
+        return None
+    if getattr(ctx.target, "family", None) not in ("x86", "aarch64") or not ctx.target.runs_here:
+        name = getattr(ctx.target, "name", "none")
+        raise PipelineError(
+            f"attention costs: measured needs the tvm backend with a CPU target this host runs, not {name!r} "
+            "(use costs: flops)"
+        )
+    patterns = priced_patterns(options)
+    return lambda layer: measured_costs(
+        patterns, options.layout, ctx.target, layer.head_dim, layer.node.inputs[2].shape[3]
+    )
 
 
 def _fuse_heads(ctx: CompileContext) -> FuseHeadsPass:
     heads = _attention_spec(ctx, "fuse-heads").heads
-    return FuseHeadsPass(None if isinstance(heads, str) else heads)  # "search": the table search-heads left
+    # "search": the table search-heads left; the groups go to the context's attention report
+    return FuseHeadsPass(None if isinstance(heads, str) else heads, ctx)
 
 
 # name -> factory(context) -> pass, in the order a default pipeline runs them

@@ -2,12 +2,13 @@
 
 Tokens are `frames x frame_tokens` latent tokens plus `text` prompt tokens (first or last).
 The input x [B, N, D] carries, besides random content, features that say where a token sits
-(the first dims of D, `_Features`): a one-hot frame, a one-hot spatial position, a flag on a
+(the first dims of D, `_Features`): a one-hot frame, a one-hot spatial position (a random
+unit code of head_dim dims when a frame has more tokens than a head has dims), a flag on a
 few "global" latent tokens, a constant 1, and a random content code. Each head's Q/K weights
 read only those features, so its attention has a planted structure whatever the content:
 
   diag     Q, K = alpha * frame one-hot          -> a query attends to its own frame
-  mdiag    Q, K = alpha * position one-hot       -> to its spatial position in every frame
+  mdiag    Q, K = alpha * position one-hot (code) -> to its spatial position in every frame
   vstripe  Q = alpha * const, K = alpha * flag   -> every query to the global tokens
   full     Q, K = random maps of the content code -> sharp, content-dependent, unstructured
   skip     as full, but its output projection columns are ~0
@@ -97,9 +98,9 @@ class _Features:
 
     @classmethod
     def of(cls, cfg: VideoDiTConfig) -> _Features:
-        f, p = cfg.frames, cfg.frame_tokens
-        if p > cfg.head_dim or f > cfg.head_dim or f + p + 2 + cfg.code >= cfg.dim:
-            raise ValueError("video_dit: frames and frame_tokens must fit a head, the features the model dim")
+        f, p = cfg.frames, min(cfg.frame_tokens, cfg.head_dim)
+        if f > cfg.head_dim or f + p + 2 + cfg.code >= cfg.dim:
+            raise ValueError("video_dit: frames must fit a head, the features the model dim")
         return cls(
             slice(0, f),
             slice(f, f + p),
@@ -108,6 +109,16 @@ class _Features:
             slice(f + p + 2, f + p + 2 + cfg.code),
             f + p + 2 + cfg.code,
         )
+
+
+def position_codes(cfg: VideoDiTConfig) -> np.ndarray:
+    """[frame_tokens, width]: one-hot positions, or (more positions than head dims) random +-1
+    codes of unit length, whose dot products between positions are ~N(0, 1/head_dim)."""
+    width = min(cfg.frame_tokens, cfg.head_dim)
+    if width == cfg.frame_tokens:
+        return np.eye(width, dtype=np.float32)
+    signs = np.random.default_rng(cfg.seed + 4).choice([-1.0, 1.0], (cfg.frame_tokens, width))
+    return (signs / np.sqrt(width)).astype(np.float32)
 
 
 def global_tokens(cfg: VideoDiTConfig) -> tuple[int, ...]:
@@ -234,7 +245,7 @@ def calibration_batch(cfg: VideoDiTConfig, batch: int = 1, seed: int = 0) -> np.
     latent = cfg.latent_positions
     index = np.arange(cfg.latent)
     x[:, latent, feats.frame.start + index // cfg.frame_tokens] = 1.0
-    x[:, latent, feats.position.start + index % cfg.frame_tokens] = 1.0
+    x[:, latent, feats.position] = position_codes(cfg)[index % cfg.frame_tokens]
     x[:, latent[list(global_tokens(cfg))], feats.flag] = 1.0
     x[:, :, feats.const] = 1.0
     x[:, :, feats.code] = rng.standard_normal((batch, cfg.tokens, cfg.code))

@@ -70,6 +70,26 @@ class WeightReport:
 
 
 @dataclasses.dataclass
+class AttentionGroup:
+    """One row of the attention report: a group of heads of one layer that run one pattern
+    (one `PatternAttention` node), or the heads of a layer that are skipped (not computed)."""
+
+    layer: str  # the Attention node the heads came from
+    layer_index: int  # its position among the model's attention layers
+    mode: str  # "full", "diag", "mdiag", "vstripe", "blocks", or "skip"
+    heads: tuple[int, ...]  # head indices in the model's original order
+    density: float  # FLOP fraction of dense attention: the kept share of the score matrix (0: skip)
+    node: str = ""  # the PatternAttention node ("" for skipped heads)
+    pattern: dict = dataclasses.field(default_factory=dict)  # `HeadPattern.to_dict()` of the group
+    # how the layer's heads were grouped: "in the weights" (no Gather at run time) or where a Gather runs
+    reorder: str = ""
+    kernel: str | None = None  # filled by a backend: the kernel that runs the group
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
 class CompileContext:
     """Everything one pipeline run shares; created by the compiler driver, read by passes and backends."""
 
@@ -80,6 +100,7 @@ class CompileContext:
     weights: dict[str, WeightReport] = dataclasses.field(default_factory=dict)
     analyses: dict[str, WeightAnalysis] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    attention: list[AttentionGroup] = dataclasses.field(default_factory=list)  # filled by fuse-heads
 
     @property
     def report(self) -> list[WeightReport]:

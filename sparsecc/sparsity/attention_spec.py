@@ -10,6 +10,8 @@ attention:
   radius: 0                # mdiag: positions either side
   stripe_coverage: 0.9     # vstripe: keep the fewest columns holding this share of the attention
   max_stripes: 0.125       # vstripe: at most this fraction of the latent tokens
+  costs: flops             # a mode's cost: its FLOP ratio, or `measured` (its kernel's time
+                           # relative to dense attention, timed on the TVM CPU target at compile)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sparsecc.sparsity.attention_patterns import HEAD_MODES, TokenLayout
 from sparsecc.sparsity.head_table import HeadTable, layout_from_dict
 
 SEARCH_MODES = tuple(m for m in HEAD_MODES if m not in ("full", "blocks"))
+COST_SOURCES = ("flops", "measured")  # where a mode's relative cost comes from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +38,11 @@ class AttentionSpec:
     radius: int = 0
     stripe_coverage: float = 0.9
     max_stripes: float = 0.125
+    costs: str = "flops"  # one of COST_SOURCES
 
     def __post_init__(self):
+        if self.costs not in COST_SOURCES:
+            raise SpecError(f"attention: costs must be one of {', '.join(COST_SOURCES)}, got {self.costs!r}")
         bad = [m for m in self.modes if m not in SEARCH_MODES]
         if bad or not self.modes:
             raise SpecError(
@@ -65,6 +71,7 @@ class AttentionSpec:
             "radius",
             "stripe_coverage",
             "max_stripes",
+            "costs",
         }
         if not isinstance(data, dict):
             raise SpecError(f"spec: 'attention' must be a mapping with keys {', '.join(sorted(names))}")
@@ -94,7 +101,8 @@ class AttentionSpec:
         modes = data.get("modes", SEARCH_MODES)
         if isinstance(modes, str):
             modes = [m.strip() for m in modes.split(",")]
-        return cls(layout, heads, modes=tuple(modes), **numbers)
+        costs = str(data.get("costs", "flops")).strip().lower()
+        return cls(layout, heads, modes=tuple(modes), costs=costs, **numbers)
 
     def to_dict(self) -> dict:
         return {
@@ -107,4 +115,5 @@ class AttentionSpec:
             "radius": self.radius,
             "stripe_coverage": self.stripe_coverage,
             "max_stripes": self.max_stripes,
+            "costs": self.costs,
         }

@@ -15,7 +15,7 @@ import sys
 
 from sparsecc.errors import SparseccError
 
-COMMANDS = ("inspect", "sparsify", "opt", "search-heads", "compile", "run", "bench", "demo")
+COMMANDS = ("inspect", "sparsify", "opt", "search-heads", "compile", "run", "generate", "bench", "demo")
 
 
 EPILOG = """examples:

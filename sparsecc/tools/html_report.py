@@ -2,11 +2,12 @@
 
 The page reads top to bottom: a model-level summary (parameters, overall sparsity, weight
 bytes dense vs stored, estimated and measured speedups), a bar chart of sparsity per layer
-coloured by format (inline SVG), the per-layer table, then a density heatmap per weight.
+coloured by format (inline SVG), the per-layer table, the attention heads' patterns (with a
+spec's `attention:` section: `head_maps.py`), then a density heatmap per weight.
 
-Heatmaps are density maps: each pixel is the fraction of non-zeros in one tile of W
-(rows = outputs, columns = inputs), white = all zero, dark = dense. PNGs are written
-with zlib directly so the report needs no plotting library; nothing is fetched from outside.
+Heatmaps are density maps (`heatmaps.py`): each pixel is the fraction of non-zeros in one
+tile of W (rows = outputs, columns = inputs), white = all zero, dark = dense. Nothing is
+fetched from outside.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import struct
-import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -28,9 +27,9 @@ from sparsecc.compiler import api
 from sparsecc.files import write_bytes
 from sparsecc.ops.metadata import WEIGHT_NAME
 from sparsecc.passes.conv import find_weighted
+from sparsecc.tools import head_maps
+from sparsecc.tools.heatmaps import heatmap_png
 from sparsecc.tools.present import human_bytes
-
-MAX_PIXELS = 256  # per side; larger weights are pooled into tiles
 
 
 # -- what the page shows ---------------------------------------------------------------------------
@@ -134,15 +133,28 @@ def model_parameters(proto: onnx.ModelProto) -> int:
 
 @dataclasses.dataclass
 class ReportData:
-    """What a page needs besides the report rows: W after pruning and the bytes stored."""
+    """What a page needs besides the report rows: W after pruning, the bytes stored, and the
+    attention heads' patterns (with a spec's `attention:` section)."""
 
     result: api.SparsifyResult
     weights: dict[str, np.ndarray]
     stored_bytes: dict[str, int]
     model_parameters: int | None  # every initializer's elements in the model given (a proto)
+    attention: head_maps.AttentionData | None = None
 
-    def write_page(self, path: str | Path, title: str, rows: Iterable, subtitle: str) -> None:
-        """The report page for `rows` (this pipeline run's or a compiled model's report)."""
+    def write_page(
+        self,
+        path: str | Path,
+        title: str,
+        rows: Iterable,
+        subtitle: str,
+        attention_groups: list[dict] | None = None,
+    ) -> None:
+        """The report page for `rows` (this pipeline run's or a compiled model's report);
+        `attention_groups`: a compiled model's (with their kernels) instead of this run's."""
+        attention = self.attention
+        if attention is not None and attention_groups is not None:
+            attention = dataclasses.replace(attention, groups=list(attention_groups))
         write_html(
             path,
             title,
@@ -151,61 +163,34 @@ class ReportData:
             self.stored_bytes,
             model_parameters=self.model_parameters,
             subtitle=subtitle,
+            attention=attention,
         )
 
 
 def sparsify_for_report(model, spec, example_inputs=None, **options) -> ReportData:
     """Run the sparsity pipeline (`api.sparsify_ir`, same options) keeping what the page shows."""
     weights: dict[str, np.ndarray] = {}
+    # with calibration data, the model before fuse-heads, to measure example heads' attention on
+    before_fusing: list[onnx.ModelProto] = []
+    measure = options.get("calibration") is not None
 
-    def keep_weights(name: str, ir_model: ir.Model) -> None:
+    def keep(name: str, ir_model: ir.Model) -> None:
         if name == "prune":
             weights.update({m.name: m.w() for m in find_weighted(ir_model.graph)})
+        if measure and name in ("fuse-attention", "search-heads"):
+            before_fusing[:] = [ir.serde.serialize_model(ir_model)]
 
-    result = api.sparsify_ir(model, spec, example_inputs, after_pass=keep_weights, **options)
+    result = api.sparsify_ir(model, spec, example_inputs, after_pass=keep, **options)
     parameters = model_parameters(model) if isinstance(model, onnx.ModelProto) else None
-    return ReportData(result, weights, sparse_bytes(result.model), parameters)
-
-
-# -- heatmaps ----------------------------------------------------------------------------------------
-def density_grid(w: np.ndarray, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Fraction of non-zeros per tile; the tile is at least 1x1 and the grid at most max_pixels."""
-    out, inp = w.shape
-    th, tw = -(-out // max_pixels), -(-inp // max_pixels)
-    padded = np.zeros((-(-out // th) * th, -(-inp // tw) * tw), dtype=bool)
-    padded[:out, :inp] = w != 0
-    return padded.reshape(padded.shape[0] // th, th, padded.shape[1] // tw, tw).mean(axis=(1, 3))
-
-
-def _png(rgb: np.ndarray) -> bytes:
-    height, width, _ = rgb.shape
-    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw, 9))
-        + chunk(b"IEND", b"")
-    )
-
-
-def heatmap_png(w: np.ndarray) -> bytes:
-    """White (no non-zeros) to deep blue (dense), scaled up so small weights stay visible."""
-    grid = density_grid(w)
-    scale = max(1, 192 // max(grid.shape))
-    grid = np.kron(grid, np.ones((scale, scale)))
-    white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
-    rgb = white + (blue - white) * grid[..., None]
-    return _png(rgb.round().astype(np.uint8))
+    attention = None
+    table = head_maps.head_table(result.spec, result.model)
+    if table is not None:
+        groups = [group.as_dict() for group in result.context.attention]
+        attention = head_maps.AttentionData(table, groups)
+        if before_fusing and result.context.calibration is not None:
+            unfused = ir.serde.deserialize_model(before_fusing.pop())
+            attention.measured = head_maps.measure_heads(unfused, table, result.context.calibration)
+    return ReportData(result, weights, sparse_bytes(result.model), parameters, attention)
 
 
 # -- the page ---------------------------------------------------------------------------------------
@@ -237,6 +222,8 @@ td.reason{min-width:200px;max-width:420px;color:#57606a}td.name{max-width:250px;
 .init{display:block;color:#57606a;font-size:11px}.kernel{font-family:ui-monospace,monospace;color:#1f2328;font-weight:600}
 .maps{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:18px}
 figure{margin:0;font-size:12px}figcaption{margin-top:4px;overflow-wrap:anywhere}
+svg.headmap{max-width:100%;height:auto;font-size:12px}svg.headmap .axis{fill:#57606a}
+h3{font-size:15px;margin:20px 0 6px}table.groups{margin-top:16px}
 img{image-rendering:pixelated;border:1px solid #8c959f;max-width:100%;height:auto}"""
 
 # Marks every <img> with the width it decoded to, so a headless browser's DOM dump shows it.
@@ -457,8 +444,10 @@ def render_html(
     *,
     model_parameters: int | None = None,
     subtitle: str = "",
+    attention: head_maps.AttentionData | None = None,
 ) -> str:
-    """The page as text: summary, chart, table, heatmaps (rows: `WeightReport`s or report dicts)."""
+    """The page as text: summary, chart, table, attention heads (with `attention`), heatmaps
+    (rows: `WeightReport`s or report dicts)."""
     rows = [_row_dict(row) for row in rows]
     stored = stored_bytes or {}
     summary = summarize(rows, weights, stored, model_parameters)
@@ -474,6 +463,7 @@ def render_html(
             _summary_html(summary),
             _chart_html(rows, colours) if rows else "<p>No linear or Conv weight found.</p>",
             _table_html(rows, weights, stored),
+            head_maps.attention_html(attention) if attention is not None else "",
             _heatmaps_html(rows, weights),
             f"</main><script>{_SCRIPT}</script></body></html>",
         ]

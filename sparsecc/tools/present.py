@@ -85,6 +85,41 @@ def kernel_table(rows: list[dict], title: str) -> Table:
     return table
 
 
+def attention_table(groups: Iterable, title: str = "Attention groups") -> Table:
+    """One row per group of heads that runs one pattern (`AttentionGroup`s or their dicts):
+    layer, mode, heads, the share of dense attention's FLOPs it computes and, after a build,
+    its kernel."""
+    rows = [group if isinstance(group, dict) else group.as_dict() for group in groups]
+    built = any(row.get("kernel") for row in rows)
+    table = Table(title=title, title_justify="left")
+    for column in ("layer", "mode", "heads", "density", *(["kernel"] if built else []), "heads grouped"):
+        table.add_column(column, justify="right" if column == "density" else "left", overflow="fold")
+    for row in rows:
+        skipped = row["mode"] == "skip"
+        kernel = ["not computed" if skipped else row.get("kernel") or "-"] if built else []
+        table.add_row(
+            f"{row['layer_index']}: {row['layer']}",
+            row["mode"],
+            f"{head_ranges(row['heads'])} ({len(row['heads'])})",
+            f"{row['density']:.3f}",
+            *kernel,
+            row.get("reorder") or "",
+            style="dim" if skipped else ("green" if row["mode"] != "full" else None),
+        )
+    return table
+
+
+def head_ranges(heads: Iterable[int]) -> str:
+    """`0-3, 7, 9`: head indices as runs."""
+    runs: list[list[int]] = []
+    for head in sorted(heads):
+        if runs and head == runs[-1][-1] + 1:
+            runs[-1].append(head)
+        else:
+            runs.append([head])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+
+
 def profile_table(entries: Iterable, title: str, limit: int = 15) -> Table:
     """Time per function group of one call (`FunctionTime`s, slowest first), with its share."""
     entries = list(entries)

@@ -55,3 +55,12 @@ def test_bad_sections_are_one_line_spec_errors(section, message):
     with pytest.raises(SpecError, match=message) as error:
         SparsitySpec.parse({"attention": section})
     assert "\n" not in str(error.value)
+
+
+def test_costs_are_flops_by_default_or_measured():
+    assert SparsitySpec.parse({"attention": {"layout": LAYOUT}}).attention.costs == "flops"
+    spec = SparsitySpec.parse({"attention": {"layout": LAYOUT, "costs": "Measured"}})
+    assert spec.attention.costs == "measured" and SparsitySpec.from_json(spec.to_json()) == spec
+    with pytest.raises(SpecError, match="costs must be one of flops, measured, got 'timed'") as error:
+        SparsitySpec.parse({"attention": {"layout": LAYOUT, "costs": "timed"}})
+    assert "\n" not in str(error.value)

@@ -11,10 +11,14 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 
+from sparsecc.backends import generation
 from sparsecc.backends.base import BuildRequest, TensorSpec, arguments, results
 from sparsecc.backends.ort import session
+from sparsecc.backends.ort.decoder import OrtDecoderSteps
+from sparsecc.backends.ort.model_file import FILE_BYTES, ModelFile, weight_bytes
 from sparsecc.errors import SparseccError
 from sparsecc.files import write_bytes
 from sparsecc.ops import SparseFormat
@@ -53,8 +57,11 @@ class OrtCompiledModel:
     """The sparsified model in an onnxruntime session."""
 
     def __init__(self, model: ir.Model, request: BuildRequest, report: list[dict], threads: int):
-        self.proto = ir.serde.serialize_model(model)
-        self.session = session.make_session(self.proto, threads=threads or None)
+        # past 2 GB a model cannot be one protobuf message: onnxruntime runs it from a file instead
+        self.file = ModelFile(model) if weight_bytes(model) > FILE_BYTES else None
+        self._proto = None if self.file else ir.serde.serialize_model(model)
+        source = str(self.file.path) if self.file else self._proto
+        self.session = session.make_session(source, threads=threads or None)
         self.input_specs = list(request.inputs)
         self.output_specs = [TensorSpec(o["name"], tuple(o["shape"]), o["dtype"]) for o in request.outputs]
         self.report = report
@@ -66,9 +73,66 @@ class OrtCompiledModel:
         outputs = self.session.run(None, {spec.name: v for spec, v in zip(self.input_specs, values)})
         return results(list(outputs), torch_in)
 
+    def generate(
+        self,
+        input_ids,
+        max_new_tokens: int = 32,
+        *,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        eos_token_id: int | None = None,
+    ):
+        """Prompt + new token ids [B, P + new] (torch when torch came in) of a decoder exported with its
+        KV cache: greedy by default, or sampled (`do_sample`, temperature, top_k, top_p, seed)."""
+        run = self.generation(
+            input_ids,
+            max_new_tokens,
+            generation.Sampling(not do_sample, temperature, top_k, top_p, seed),
+            eos_token_id,
+        )
+        return results([run.tokens], type(input_ids).__module__.split(".")[0] == "torch")
+
+    def generation(
+        self,
+        input_ids,
+        max_new_tokens: int,
+        sampling: generation.Sampling | None = None,
+        eos_token_id=None,
+        record_logits=False,
+    ):
+        """`generate` with timings (and each step's logits when `record_logits`): a `generation.Generation`."""
+        signature = generation.DecoderSignature.of(self.input_specs, self.output_specs)
+        vocab = next((o.shape[-1] for o in self.output_specs if o.name == signature.logits), -1)
+        return generation.generate(
+            OrtDecoderSteps(self.session, signature),
+            signature,
+            input_ids,
+            max_new_tokens,
+            sampling or generation.Sampling(),
+            eos_token_id,
+            vocab=vocab if vocab > 0 else None,
+            record_logits=record_logits,
+        )
+
+    @property
+    def proto(self) -> onnx.ModelProto:
+        """The sparsified model (past 2 GB: its graph, the weights left in the data file)."""
+        return (
+            self._proto
+            if self._proto is not None
+            else onnx.load(str(self.file.path), load_external_data=False)
+        )
+
     def save(self, path) -> None:
-        """Write the sparsified ONNX file (atomically); any ONNX runtime runs it."""
-        write_bytes(path, self.proto.SerializeToString())
+        """Write the sparsified ONNX file (atomically); any ONNX runtime runs it. Past 2 GB of weights:
+        PATH and PATH.data (external data)."""
+        if self.file is not None:
+            self.file.save_as(path)
+        else:
+            write_bytes(path, self._proto.SerializeToString())
 
     def __repr__(self) -> str:
         return f"OrtCompiledModel(inputs={[s.name for s in self.input_specs]})"
@@ -76,8 +140,14 @@ class OrtCompiledModel:
 
 class OrtBackend:
     name = "onnxruntime"
+    dynamic_shapes = True  # onnxruntime runs the model's symbolic dimensions as they are
 
     def resolve_target(self, target) -> OrtTarget:
+        if isinstance(target, dict) and set(target) <= {"threads"}:
+            threads = target.get("threads", 0)
+            if not isinstance(threads, int) or threads < 0:
+                raise SparseccError(f"target threads must be a whole number >= 0, got {threads!r}")
+            return OrtTarget(threads=threads)
         if target not in (None, "cpu", "onnxruntime"):
             raise SparseccError(
                 f"the onnxruntime backend runs on this CPU only; give target='cpu', not {target!r}"

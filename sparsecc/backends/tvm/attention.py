@@ -1,8 +1,9 @@
 """ONNX `Attention` (opset 23, no past key/value) lowered to Relax.
 
 On CPUs it becomes one call of the fused flash-style kernel (`kernels/attention_cpu.py`):
-K is handed over transposed and zero-padded to whole key tiles (one injective function
-that TVM fuses with the head transpose before it), a boolean mask becomes an additive one,
+K is handed over zero-padded to whole key tiles and packed per tile, [B, Hkv, tiles, D, TK]
+(one injective function that TVM fuses with the head transpose before it), a boolean mask
+becomes an additive one,
 and a mask of lower rank gets leading axes of 1. Elsewhere (CUDA, value columns that are
 not whole vectors) it is spelled out as matmul, softmax, matmul for dlight's rules.
 """
@@ -80,8 +81,12 @@ def _fused(bb, shape: AttentionShape, q, k, v, mask, target, choose_tiles):
     tiles = choose_tiles(shape, target.lanes, target.vector_registers)
     keys = padded_keys(shape, tiles)
     pad = keys - shape.kv_len
-    kt = relax.op.permute_dims(k, [0, 1, 3, 2])
-    kt = bb.emit(relax.op.nn.pad(kt, [0, 0, 0, 0, 0, 0, 0, pad]) if pad else kt)
+    if pad:
+        k = relax.op.nn.pad(k, [0, 0, 0, 0, 0, pad, 0, 0])
+    tiled = relax.op.reshape(
+        k, (shape.batch, shape.kv_heads, keys // tiles["TK"], tiles["TK"], shape.head_dim)
+    )
+    kp = bb.emit(relax.op.permute_dims(tiled, [0, 1, 2, 4, 3]))
     if mask is None:
         mask = relax.const(np.zeros((1, 1, 1, 1), np.float32))
     elif shape.mask_shape[3] > 1 and pad:
@@ -90,7 +95,7 @@ def _fused(bb, shape: AttentionShape, q, k, v, mask, target, choose_tiles):
         attention_kernel(shape, target.lanes, tiles).without_attr("global_symbol"), KERNEL_NAME
     )
     out_shape = (shape.batch, shape.heads, shape.q_len, shape.value_dim)
-    return bb.emit(relax.call_tir(func, [q, kt, v, mask], out_ty=relax.TensorType(out_shape, "float32")))
+    return bb.emit(relax.call_tir(func, [q, kp, v, mask], out_ty=relax.TensorType(out_shape, "float32")))
 
 
 def decomposed(bb, shape: AttentionShape, q, k, v, mask):

@@ -3,8 +3,9 @@
 1. find_layers      the linear layers and the tokens each sees       (layers.py)
 2. select_kernels   the kernel rule chain per layer, tuned on request (selection.py, kernels/rules.py)
 3. import_onnx      ONNX -> Relax, the chosen kernels as call_tir     (importer.py)
-4. build_relax      Relax pipeline, CPU schedules, codegen            (build.py, schedules.py)
-5. CompiledModel    the executable, its manifest and the report       (runtime.py)
+4. build_with_weights  Relax pipeline, CPU schedules, weights lifted to parameters, codegen
+                        (build.py, schedules.py, params.py)
+5. CompiledModel    the executable, its weights, manifest and report  (runtime.py)
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ def index_limits(model: ir.Model) -> dict[str, int]:
     return limits
 
 
+def _release_weights(layers: list, kernels: list) -> None:
+    """Drop the layers' weights and the kernels' packed arrays once the Relax module holds its own
+    copies: one copy of the weights at a time (issue 14)."""
+    for layer in layers:
+        layer.weight = None
+    for kernel in kernels:
+        kernel.constants = []
+
+
 def _versions() -> dict:
     import onnx
     import tvm
@@ -66,9 +76,10 @@ class TvmBackend:
         return TvmCostModel(target)
 
     def build(self, model: ir.Model, context: CompileContext, request: BuildRequest) -> CompiledModel:
-        from sparsecc.backends.tvm.build import build_relax, device_ptx
+        from sparsecc.backends.tvm.build import build_with_weights, device_ptx
         from sparsecc.backends.tvm.importer import import_onnx
         from sparsecc.backends.tvm.layers import find_conv_layers, find_layers
+        from sparsecc.backends.tvm.pattern_attention import report_kernels
         from sparsecc.backends.tvm.selection import measured_speedups, select_conv_kernels, select_kernels
 
         configure_tvm()
@@ -103,13 +114,17 @@ class TvmBackend:
             {layer.bias_add for layer in layers if layer.bias_add},
             tuner,
             convs,
+            owned=True,
         )
+        del proto  # the Relax module holds the weights now
+        if not (request.measure and target.runs_here):  # measuring runs the kernels again
+            _release_weights([*layers, *conv_layers], [*kernels.values(), *conv_kernels.values()])
         logger.info("lowered to Relax in %.1f s", time.perf_counter() - step)
         step = time.perf_counter()
         from sparsecc.backends.tvm.schedules import ScheduleLog
 
         schedule_log = ScheduleLog()
-        executable = build_relax(module, target, schedule_log, tuner)
+        executable, weights = build_with_weights(module, target, schedule_log, tuner)
         logger.info("built for %s in %.1f s", target.name, time.perf_counter() - step)
 
         rows = {row.name: row for row in context.report}
@@ -118,6 +133,7 @@ class TvmBackend:
             kernel, row = all_kernels[layer.node], rows.get(layer.name)
             if row is not None:
                 row.kernel, row.runs, row.kernel_reason = kernel.name, kernel.runs, kernel.reason
+        report_kernels(context.attention, model, target)  # the kernel of each PatternAttention group
         if request.measure and target.runs_here:
             for name, speedup in measured_speedups(layers, kernels, target).items():
                 if name in rows:
@@ -135,9 +151,10 @@ class TvmBackend:
             "dtype": request.dtype,
             "versions": _versions(),
             "report": [row.as_dict() for row in context.report],
+            "attention": [group.as_dict() for group in context.attention],
             "built_on": platform.machine(),
         }
-        compiled = CompiledModel(executable, manifest)
+        compiled = CompiledModel(executable, manifest, weights)
         if target.family == "cuda":
             step = time.perf_counter()
             compiled.device_code = {"device.ptx": device_ptx(executable, target).encode()}

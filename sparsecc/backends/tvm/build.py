@@ -8,13 +8,30 @@ from sparsecc.backends.tvm.target import TargetInfo
 
 
 def build_relax(module, target: TargetInfo, log=None, tuner=None):
-    """tvm.compile with every PrimFunc scheduled (ours are already; the rest by CPU rules or dlight).
+    """tvm.compile with every PrimFunc scheduled; the weights stay constants of the executable."""
+    import tvm
+
+    return tvm.compile(lower_relax(module, target, log, tuner), target=target.target)
+
+
+def build_with_weights(module, target: TargetInfo, log=None, tuner=None):
+    """(executable, weight tensors): as `build_relax`, but `main` takes the module's big constants as
+    parameters after its inputs (`params.py`), so neither tvm.compile nor the executable holds them."""
+    import tvm
+
+    from sparsecc.backends.tvm.params import lift_weights
+
+    module, weights = lift_weights(lower_relax(module, target, log, tuner))
+    return tvm.compile(module, target=target.target), weights
+
+
+def lower_relax(module, target: TargetInfo, log=None, tuner=None):
+    """The Relax pipeline with every PrimFunc scheduled (ours are already; the rest by CPU rules or dlight).
 
     `log` (a `schedules.ScheduleLog`) records which CPU rule took each function; an active
     `tuner` (tuning.KernelTuner) then tunes those functions with MetaSchedule and keeps the
     faster schedule of each.
     """
-    import tvm
     from tvm import relax
 
     if target.family == "cuda":
@@ -45,7 +62,7 @@ def build_relax(module, target: TargetInfo, log=None, tuner=None):
         module = apply_cpu_schedules(module, target.target, log)
         if tuner is not None:
             tuner.tune_functions(module, originals, log)
-    return tvm.compile(module, target=target.target)
+    return module
 
 
 def device_ptx(executable, target: TargetInfo) -> str:

@@ -80,12 +80,16 @@ def mark_private_ops(
     linear_nodes: set[str],
     bias_adds: set[str] = frozenset(),
     convs: dict | None = None,
+    owned: bool = False,
 ) -> onnx.ModelProto:
     """A copy whose chosen linear layers, Convs and standard Attention nodes carry private op types,
     and whose `bias_adds` (a bias Add after a linear whose kernel adds the bias) pass Y through.
+    The initializers only kernels read (their kernels hold them, packed) are left out.
 
-    `convs`: Conv node name -> how its kernel is called (`layers.ConvCall`)."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+    `convs`: Conv node name -> how its kernel is called (`layers.ConvCall`). `owned`: the caller
+    gives `model` up, so it is changed in place instead (a copy would hold every weight twice)."""
+    if not owned:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
     del model.functions[:]  # sparse-op reference bodies: our kernels replace them
     _fuse_convs(model, convs or {})
     produced_by = {out: node for node in model.graph.node for out in node.output}
@@ -102,6 +106,7 @@ def mark_private_ops(
             continue
         if node.name in linear_nodes:
             node.op_type, node.domain = LINEAR, ""
+            del node.input[1:]  # X only: the kernel holds W and the bias
         elif node.domain in ("", "ai.onnx") and node.op_type == "Attention":
             node.op_type = ATTENTION
         elif node.domain == "sparsecc" and node.op_type == "PatternAttention":
@@ -113,7 +118,34 @@ def mark_private_ops(
             raise UnsupportedOpError(
                 f"sparse node '{node.name}' ({node.op_type}) has no kernel; was it verified?"
             )
+    _drop_unread_initializers(model.graph)
     return model
+
+
+def _drop_unread_initializers(graph: onnx.GraphProto) -> None:
+    """Remove the initializers no node (nor subgraph) reads and no output names: TVM's importer
+    would turn each into a constant that only dead code uses."""
+    read = {name for node in _all_nodes(graph) for name in node.input} | {o.name for o in graph.output}
+    unread = {init.name for init in graph.initializer} - read
+    if not unread:
+        return
+    # deleted where they stand: rebuilding the field would copy every kept tensor
+    for index in reversed(range(len(graph.initializer))):
+        if graph.initializer[index].name in unread:
+            del graph.initializer[index]
+    for index in reversed(range(len(graph.input))):
+        if graph.input[index].name in unread:
+            del graph.input[index]
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(attribute.g)
+            for sub in attribute.graphs:
+                yield from _all_nodes(sub)
 
 
 def _scalar_fill_value(node: onnx.NodeProto) -> None:
@@ -425,10 +457,12 @@ def import_onnx(
     bias_adds: set[str] | None = None,
     tuner=None,
     convs: dict | None = None,
+    owned: bool = False,
 ):
     """Relax IRModule of `model` with static input shapes; `kernels` maps linear and Conv node names
     to their kernel; `target` (a TargetInfo) picks target kernels for other ops (attention);
-    `convs` (see `mark_private_ops`) says how each Conv kernel is called."""
+    `convs` (see `mark_private_ops`) says how each Conv kernel is called; `owned`: the caller gives
+    `model` up (it is changed in place)."""
     kernels = kernels or {}
     convs = convs or {}
     for name, dtype in input_dtypes.items():
@@ -438,7 +472,7 @@ def import_onnx(
                 "use `sparsecc sparsify` (ONNX out) for this model"
             )
     patterns = pattern_calls(model)
-    marked = mark_private_ops(model, set(kernels) - set(convs), bias_adds or set(), convs)
+    marked = mark_private_ops(model, set(kernels) - set(convs), bias_adds or set(), convs, owned)
     importer = _importer_class()(input_shapes, input_dtypes, kernels, target, tuner, convs, patterns)
     opset = next((o.version for o in marked.opset_import if o.domain in ("", "ai.onnx")), 1)
     with contextlib.redirect_stdout(io.StringIO()):  # TVM prints each failing op before re-raising

@@ -33,6 +33,7 @@ from sparsecc.backends.tvm.kernels.pattern_attention_cpu import (
 )
 from sparsecc.errors import UnsupportedOpError
 from sparsecc.ops import pattern_attention as op
+from sparsecc.passes.context import AttentionGroup
 from sparsecc.sparsity.attention_patterns import HeadPattern, TokenLayout, pattern_mask
 
 logger = logging.getLogger(__name__)
@@ -80,14 +81,37 @@ def lower_pattern_attention(bb, inputs, call: PatternCall, target=None, name: st
             f"PatternAttention '{name}' sees {n} tokens, its layout {call.layout.tokens}"
         )
     shape = PatternShape(b, h, n, d, dv, call.scale)
+    label = kernel_label(call, shape, target)
+    if call.pattern.mode == "full":
+        return attention.lower_attention(bb, [q, k, v], {"scale": call.scale}, target), label
+    if label == "pattern_attention_decomposed":
+        return _decomposed(bb, shape, call, q, k, v), label
+    return _fused(bb, shape, call, q, k, v, target), label
+
+
+def kernel_label(call: PatternCall, shape: PatternShape, target) -> str:
+    """The kernel `lower_pattern_attention` runs a group of `shape` with on `target` (None: none)."""
     cpu = target is not None and target.family in ("x86", "aarch64")
     if call.pattern.mode == "full":
-        out = attention.lower_attention(bb, [q, k, v], {"scale": call.scale}, target)
         fused = cpu and attention.fits(shape.dense(), target.lanes)
-        return out, attention.KERNEL_NAME if fused else "attention_decomposed"
-    if cpu and dv % target.lanes == 0:
-        return _fused(bb, shape, call, q, k, v, target), f"pattern_attention_{call.pattern.mode}_cpu"
-    return _decomposed(bb, shape, call, q, k, v), "pattern_attention_decomposed"
+        return attention.KERNEL_NAME if fused else "attention_decomposed"
+    if cpu and shape.value_dim % target.lanes == 0:
+        return f"pattern_attention_{call.pattern.mode}_cpu"
+    return "pattern_attention_decomposed"
+
+
+def report_kernels(groups: list[AttentionGroup], model: ir.Model, target) -> None:
+    """Fill in the kernel of each PatternAttention group of the report (`fuse_heads` made the rows)."""
+    rows = {row.node: row for row in groups if row.node}
+    for node in model.graph:
+        row = rows.get(node.name)
+        if row is None or node.domain != op.DOMAIN or node.op_type != op.OP_TYPE:
+            continue
+        (b, h, n, d), dv = node.inputs[0].shape, node.inputs[2].shape[3]
+        pattern, layout, scale = op.pattern_of(node)
+        row.kernel = kernel_label(
+            PatternCall(pattern, layout, scale), PatternShape(b, h, n, d, dv, scale), target
+        )
 
 
 def _fused(bb, shape: PatternShape, call: PatternCall, q, k, v, target):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sparsecc.backends.base import TensorSpec, arguments, results
-from sparsecc.backends.tvm.package import read_package, write_package
+from sparsecc.backends.tvm.package import map_arrays, read_package, write_package
 from sparsecc.errors import ArtifactError, SparseccError
 
 LIBRARY = "model.so"
@@ -24,8 +24,12 @@ LIBRARY = "model.so"
 class CompiledModel:
     """A model compiled by sparsecc's TVM backend: call it with numpy arrays or torch tensors."""
 
-    def __init__(self, library, manifest: dict):
+    def __init__(self, library, manifest: dict, weights: list | None = None):
         self._library = library  # tvm.runtime.Module (or Executable) holding the Relax VM program
+        # main's parameters after the inputs (`params.py`): tvm tensors from the build, or numpy
+        # views of the package file (`package.map_arrays`)
+        self._weights = list(weights or [])
+        self._device_weights: list | None = None
         self.manifest = manifest
         self.input_specs = [TensorSpec.from_dict(d) for d in manifest["inputs"]]
         self.output_specs = [TensorSpec.from_dict(d) for d in manifest["outputs"]]
@@ -53,46 +57,48 @@ class CompiledModel:
             self._vm = VirtualMachine(self._library, device)
         return self._vm
 
-    def __call__(self, *args, **kwargs):
+    def _arguments(self, values: list[np.ndarray]) -> list:
+        """The inputs as device tensors, followed by the weights (moved to the device once)."""
         import tvm
 
+        self._machine()
+        if self._device_weights is None:
+            self._device_weights = [_on_device(w, self._device) for w in self._weights]
+        return [*(tvm.runtime.tensor(v, self._device) for v in values), *self._device_weights]
+
+    def __call__(self, *args, **kwargs):
         values, torch_in = arguments(self.input_specs, args, kwargs)
         vm = self._machine()
-        result = vm["main"](*[tvm.runtime.tensor(v, self._device) for v in values])
+        result = vm["main"](*self._arguments(values))
         outputs = [r.numpy() for r in result] if not hasattr(result, "numpy") else [result.numpy()]
         return results(outputs, torch_in)
 
     def benchmark(self, *args, number: int = 10, repeat: int = 5, **kwargs) -> float:
         """Median milliseconds of one call (TVM's time evaluator, no Python overhead)."""
-        import tvm
-
         values, _ = arguments(self.input_specs, args, kwargs)
         vm = self._machine()
-        tensors = [tvm.runtime.tensor(v, self._device) for v in values]
-        vm.set_input("main", *tensors)
+        vm.set_input("main", *self._arguments(values))
         timer = vm.time_evaluator("invoke_stateful", self._device, number=number, repeat=repeat)
         return float(np.median(timer("main").results)) * 1000.0
 
     def profile(self, *args, runs: int = 5, **kwargs):
         """Time per function group of one call (median of `runs`), slowest first: `profile.FunctionTime`s."""
-        import tvm
-
         from sparsecc.backends.tvm.profile import profile_vm
 
         values, _ = arguments(self.input_specs, args, kwargs)
         vm = self._machine()
-        return profile_vm(vm, self._device, [tvm.runtime.tensor(v, self._device) for v in values], runs)
+        return profile_vm(vm, self._device, self._arguments(values), runs)
 
     # -- saving ----------------------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write one `.sccpkg` file (atomically): library, manifest, sha256 per entry."""
+        """Write one `.sccpkg` file (atomically): library, weights, manifest, sha256 per entry."""
         from sparsecc.backends.tvm.export import export_library
 
         with tempfile.TemporaryDirectory() as work:
             library = Path(work) / LIBRARY
             export_library(self._library, library, self.manifest["target"]["family"])
             entries = {LIBRARY: library.read_bytes(), **self.device_code}
-        write_package(path, self.manifest, entries)
+        write_package(path, self.manifest, entries, (_host_array(w) for w in self._weights))
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in self.input_specs)
@@ -132,7 +138,31 @@ def load(path) -> CompiledModel:
     finally:  # the loaded object stays mapped; the file is not needed any more
         lib_path.unlink(missing_ok=True)
         os.rmdir(work)
-    return CompiledModel(module, manifest)
+    return CompiledModel(module, manifest, map_arrays(path, manifest))
+
+
+def _host_array(weight) -> np.ndarray:
+    """A weight as a numpy array: a view of a CPU tvm tensor's memory where possible."""
+    if isinstance(weight, np.ndarray):
+        return weight
+    try:
+        return np.from_dlpack(weight)
+    except (BufferError, TypeError, RuntimeError):  # on a GPU, or a dtype numpy lacks
+        return weight.numpy()
+
+
+def _on_device(weight, device):
+    """A weight as a tensor on `device`: a file-backed numpy view stays where it is on a CPU."""
+    import tvm
+
+    if not isinstance(weight, np.ndarray):
+        return weight if weight.device == device else weight.copyto(device)
+    if device.dlpack_device_type() == 1 and weight.flags.writeable:  # kDLCPU: no copy
+        try:
+            return tvm.runtime.from_dlpack(weight)
+        except RuntimeError:  # not aligned as TVM requires
+            pass
+    return tvm.runtime.tensor(weight, device)
 
 
 def _manifest_problem(manifest: dict) -> str | None:

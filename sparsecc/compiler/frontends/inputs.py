@@ -20,9 +20,18 @@ def _numpy_dtype(value: ir.Value) -> np.dtype:
     return np.dtype(value.dtype.numpy()) if value.dtype is not None else np.dtype(np.float32)
 
 
-def example_feeds(model: ir.Model, given: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-    """`given` checked against the graph's inputs, or seeded random inputs when the shapes are static."""
+def is_static(model: ir.Model) -> bool:
+    return all(v.shape is not None and all(isinstance(d, int) for d in v.shape) for v in graph_inputs(model))
+
+
+def example_feeds(
+    model: ir.Model, given: dict[str, np.ndarray] | None, allow_dynamic: bool = False
+) -> dict[str, np.ndarray] | None:
+    """`given` checked against the graph's inputs, or seeded random inputs when the shapes are static
+    (None for dynamic shapes when `allow_dynamic`: a backend that runs them needs no example)."""
     values = graph_inputs(model)
+    if given is None and allow_dynamic and not is_static(model):
+        return None
     if given is None:
         for value in values:
             if value.shape is None or not all(isinstance(d, int) for d in value.shape):
@@ -63,7 +72,18 @@ def example_feeds(model: ir.Model, given: dict[str, np.ndarray] | None) -> dict[
     return {name: np.ascontiguousarray(given[name]) for name in names}
 
 
-def input_specs(model: ir.Model, feeds: dict[str, np.ndarray]) -> list[TensorSpec]:
+def input_specs(
+    model: ir.Model, feeds: dict[str, np.ndarray] | None, keep_dynamic: bool = False
+) -> list[TensorSpec]:
+    """The shapes the backend builds for: the feeds' (static), or the model's with -1 where it has a
+    symbolic dimension (`keep_dynamic`, for backends that run dynamic shapes)."""
+    if keep_dynamic:
+        return [
+            TensorSpec(
+                v.name, tuple(d if isinstance(d, int) else -1 for d in (v.shape or ())), str(_numpy_dtype(v))
+            )
+            for v in graph_inputs(model)
+        ]
     return [
         TensorSpec(v.name, tuple(feeds[v.name].shape), str(feeds[v.name].dtype)) for v in graph_inputs(model)
     ]

@@ -73,12 +73,20 @@ def run(args) -> int:
     present.console.print(
         present.kernel_table(compiled.report, f"{model} for {target.name} ({backend.name})")
     )
+    attention = _attention_groups(compiled)
+    if attention:
+        present.console.print(present.attention_table(attention))
     with present.status("writing the artifact"):
         compiled.save(args.output)
     present.console.print(f"wrote {args.output}")
     if source is not None:
         _write_html(args, source, compiled, f"{target.name} ({backend.name})")
     return 0
+
+
+def _attention_groups(compiled) -> list[dict]:
+    """The compiled model's PatternAttention groups with their kernels (TVM's manifest)."""
+    return (getattr(compiled, "manifest", None) or {}).get("attention", [])
 
 
 def _write_html(args, source, compiled, where: str) -> None:
@@ -98,5 +106,6 @@ def _write_html(args, source, compiled, where: str) -> None:
         f"sparsecc compile {args.model} for {where}",
         compiled.report,
         subtitle=f"spec '{data.result.spec}'; {measured}",
+        attention_groups=_attention_groups(compiled) or None,
     )
     present.console.print(f"HTML report written to {args.html}")

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from sparsecc.tools import present
-from sparsecc.tools.commands.common import add_model_argument, add_spec_argument, load_source
+from sparsecc.tools.commands.common import (
+    add_calibration_argument,
+    add_model_argument,
+    add_spec_argument,
+    load_source,
+)
 
 
 def add_parser(sub) -> None:
@@ -14,10 +19,12 @@ def add_parser(sub) -> None:
     )
     add_model_argument(parser)
     add_spec_argument(parser, required=False, default="existing")
+    add_calibration_argument(parser)
     parser.add_argument(
         "--html",
         metavar="REPORT.html",
-        help="also write an HTML report: summary, sparsity chart per layer, table, heatmaps",
+        help="also write an HTML report: summary, sparsity chart per layer, table, heatmaps "
+        "(with an attention: spec, the heads' patterns; with --calibration, measured attention maps)",
     )
     parser.set_defaults(run=run)
 
@@ -26,11 +33,15 @@ def run(args) -> int:
     from sparsecc.tools import html_report
 
     source = load_source(args.model)
-    data = html_report.sparsify_for_report(source.proto, args.spec, source.inputs, verify=args.debug)
+    data = html_report.sparsify_for_report(
+        source.proto, args.spec, source.inputs, verify=args.debug, calibration=args.calibration
+    )
     result = data.result
     present.console.print(
         present.weight_table(result.report, title=f"{args.model} with spec '{result.spec}'")
     )
+    if result.context.attention:
+        present.console.print(present.attention_table(result.context.attention))
     for message in result.warnings:
         present.warn(message)
     if args.html:

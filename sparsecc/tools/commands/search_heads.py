@@ -1,8 +1,10 @@
 """`sparsecc search-heads MODEL --calibration FILE.npz -o heads.yaml`: choose each attention head's pattern.
 
 The token layout comes from --spec (a YAML/JSON spec with an `attention:` section, whose eps,
-lambda and modes are used too) or from --frames/--frame-tokens/--text/--text-first. The table
-written is what a spec's `attention: {heads: heads.yaml}` reads back (edit it freely).
+lambda, modes and costs are used too) or from --frames/--frame-tokens/--text/--text-first. The
+table written is what a spec's `attention: {heads: heads.yaml}` reads back (edit it freely).
+With --measured-costs (or the spec's `costs: measured`) a mode's cost is its PatternAttention
+kernel's time relative to dense attention, timed here on this CPU, instead of its FLOP ratio.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from sparsecc.tools.commands.common import add_model_argument, load_source
 
 EXAMPLES = """examples:
   sparsecc search-heads zoo:video_dit --calibration calib.npz --frames 4 --frame-tokens 64 --text 16 -o heads.yaml
-  sparsecc search-heads model.onnx --calibration calib.npz --spec attention.yaml -o heads.yaml"""
+  sparsecc search-heads model.onnx --calibration calib.npz --spec attention.yaml -o heads.yaml
+  sparsecc search-heads model.onnx --calibration calib.npz --spec attention.yaml --measured-costs -o heads.yaml"""
 
 
 def add_parser(sub) -> None:
@@ -43,6 +46,11 @@ def add_parser(sub) -> None:
     parser.add_argument("--eps", type=float, help="keep a head full when every mode's loss exceeds this")
     parser.add_argument(
         "--lambda", dest="lam", type=float, help="weight of the cost in the loss (default 0.5)"
+    )
+    parser.add_argument(
+        "--measured-costs",
+        action="store_true",
+        help="price each mode by its kernel's time on this CPU relative to dense attention (default: FLOPs)",
     )
     parser.add_argument("-o", "--output", required=True, metavar="heads.yaml")
     parser.set_defaults(run=run)
@@ -71,19 +79,22 @@ def _spec(args) -> SparsitySpec:
         section["eps"] = args.eps
     if args.lam is not None:
         section["lambda"] = args.lam
+    if args.measured_costs:
+        section["costs"] = "measured"
     return SparsitySpec.parse({"attention": section})
 
 
 def run(args) -> int:
     spec = _spec(args)
     source = load_source(args.model)
+    measured = spec.attention.costs == "measured"  # the kernels are timed by the tvm backend, here
     with present.status("searching head patterns"):
         result = api.sparsify_ir(
             source.ir_model,
             spec,
             pipeline="canonicalize,fuse-attention,search-heads",
             calibration=args.calibration,
-            backend="onnxruntime",
+            backend="tvm" if measured else "onnxruntime",
         )
     text = result.model.metadata_props.get(METADATA_KEY)
     if text is None:

@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sparsecc
-from sparsecc.backends.tvm.package import MANIFEST, manifest_digest
+from sparsecc.backends.tvm.package import MANIFEST, WEIGHTS, manifest_digest
 from sparsecc.errors import ArtifactError, InputError, SparseccError
 from sparsecc.tools import cli
 from tests.fuzzing import fuzz, one_line, outcome
@@ -80,6 +80,11 @@ def check_load(path: Path, saved, edited_manifest: bool = False) -> str:
     np.testing.assert_array_equal(result, expected)
     outcome("loaded and ran, output identical")
     return "ok"
+
+
+def others(members: dict) -> list[tuple[str, bytes]]:
+    """The package's members but the manifest: the library and the weights."""
+    return [(name, data) for name, data in members.items() if name != MANIFEST]
 
 
 def zip_of(path: Path, entries: list[tuple[str, bytes]], compression=zipfile.ZIP_STORED) -> Path:
@@ -140,7 +145,7 @@ NASTY_NAMES = [
 
 @fuzz(25)
 @given(
-    drop=st.sets(st.sampled_from([MANIFEST, "model.so"]), max_size=2),
+    drop=st.sets(st.sampled_from([MANIFEST, "model.so", WEIGHTS]), max_size=3),
     rename=st.one_of(st.none(), st.sampled_from(NASTY_NAMES)),
     extra=st.lists(
         st.tuples(
@@ -167,7 +172,7 @@ def test_member_changes(saved, members, tmp_path_factory, drop, rename, extra, o
     assert not [p for p in outside if p.exists()]
     # zipfile reads the last member of a name: the package is intact when those are the originals.
     final = dict(entries)
-    intact = all(final.get(name) == members[name] for name in (MANIFEST, "model.so"))
+    intact = all(final.get(name) == members[name] for name in (MANIFEST, "model.so", WEIGHTS))
     if intact:
         assert result == "ok", result  # extra members are harmless
     else:
@@ -282,7 +287,7 @@ def test_manifest_values(saved, members, tmp_path_factory, data, redigest):
         changed["manifest_sha256"] = manifest_digest(changed)
     path = zip_of(
         tmp_path_factory.mktemp("manifest") / "m.sccpkg",
-        [(MANIFEST, json.dumps(changed).encode()), ("model.so", members["model.so"])],
+        [(MANIFEST, json.dumps(changed).encode()), *others(members)],
     )
     result = check_load(path, saved, edited_manifest=redigest)
     harmless = changed == manifest or (redigest and where[:1] == ("target",) and where[1:] == ("dict",))
@@ -305,7 +310,7 @@ def test_manifest_values(saved, members, tmp_path_factory, data, redigest):
     ],
 )
 def test_manifest_that_is_not_a_json_object(saved, members, tmp_path, text):
-    path = zip_of(tmp_path / "m.sccpkg", [(MANIFEST, text), ("model.so", members["model.so"])])
+    path = zip_of(tmp_path / "m.sccpkg", [(MANIFEST, text), *others(members)])
     message = check_load(path, saved)
     assert "manifest" in message or "format version 1" in message, message
 

@@ -184,3 +184,25 @@ def test_dense_linear_matches_onnxruntime():
     assert [k.name for k in kernels.values()] == [f"dense_gemm_{TARGET.family}"] and bias_adds == {"bias"}
     got = run_tvm(proto, {"X": x}, kernels, bias_adds)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+def test_marking_leaves_out_the_weights_only_kernels_read():
+    """A linear with a kernel keeps X only, and its W leaves the graph TVM imports (the kernel
+    holds it); the caller's proto is untouched unless it gives it up (`owned`)."""
+    from sparsecc.backends.tvm.importer import LINEAR, mark_private_ops
+
+    model = onnx.parser.parse_model(
+        """<ir_version: 10, opset_import: ["" : 23]>
+        g (float[2, 8] x) => (float[2, 4] y) <float[8, 4] w = {0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,
+            16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31}, float[4] b = {1,2,3,4}> {
+            h = MatMul (x, w)
+            y = Add (h, b)
+        }"""
+    )
+    model.graph.node[0].name, model.graph.node[1].name = "mm", "add"
+    marked = mark_private_ops(model, {"mm"})
+    assert [(n.op_type, list(n.input)) for n in marked.graph.node] == [(LINEAR, ["x"]), ("Add", ["h", "b"])]
+    assert [i.name for i in marked.graph.initializer] == ["b"]
+    assert [i.name for i in model.graph.initializer] == ["w", "b"]  # a copy was marked
+    in_place = mark_private_ops(model, {"mm"}, {"add"}, owned=True)
+    assert in_place is model and len(model.graph.initializer) == 0  # the bias Add passes Y on

@@ -8,6 +8,7 @@ import pytest
 tvm = pytest.importorskip("tvm")
 
 from sparsecc.backends.tvm.kernels.pattern_attention_cpu import (  # noqa: E402
+    GROUP_ROWS,
     PatternShape,
     padded_key_columns,
     pattern_attention_kernel,
@@ -24,7 +25,7 @@ from sparsecc.sparsity.attention_patterns import (  # noqa: E402
 from tests.backends.tvm.kernel_checks import AVX512_TARGET  # noqa: E402
 
 CPU = resolve_target("cpu")
-# odd sizes: 10 tokens a frame and 5 text tokens, so query tiles of 4 straddle frames and text
+# odd sizes: 10 tokens a frame and 5 text tokens, so query tiles (of 4 to 6 rows) straddle frames and text
 LAYOUTS = {"text_first": TokenLayout(3, 10, 5, True), "text_last": TokenLayout(3, 10, 5, False)}
 
 
@@ -78,11 +79,27 @@ def test_plan_keeps_exactly_the_mask(mode, layout):
     assert plan.kept == pattern_mask(pattern, layout).sum() <= plan.computed
 
 
-def run(pattern, layout, q, k, v, target=CPU):
+@pytest.mark.parametrize("layout", LAYOUTS, ids=list(LAYOUTS))
+@pytest.mark.parametrize("mode", PATTERNS, ids=list(PATTERNS))
+def test_groups_are_runs_of_tiles_over_the_same_key_ranges(mode, layout):
+    layout = LAYOUTS[layout]
+    _, _, plan = plan_for(PATTERNS[mode](layout), layout)
+    ptr = plan.seg_ptr
+    assert plan.group_ptr[0] == 0 and plan.group_ptr[-1] == plan.query_tiles
+    assert np.all(np.diff(plan.group_ptr) >= 1) and np.all(np.diff(plan.group_ptr) * plan.tq <= GROUP_ROWS)
+
+    def ranges(t):
+        return plan.seg_start[ptr[t] : ptr[t + 1]].tolist(), plan.seg_len[ptr[t] : ptr[t + 1]].tolist()
+
+    for first, end in zip(plan.group_ptr[:-1], plan.group_ptr[1:]):
+        assert all(ranges(t) == ranges(first) for t in range(first, end))
+
+
+def run(pattern, layout, q, k, v, target=CPU, group_rows=GROUP_ROWS):
     (b, h, n, d), dv = q.shape, v.shape[3]
     shape = PatternShape(b, h, n, d, dv, 0.3)
     tiles = pattern_tiles(shape, target.lanes, target.vector_registers)
-    plan = plan_keys(pattern, layout, tiles["TQ"], tiles["TK"], tiles["KR"])
+    plan = plan_keys(pattern, layout, tiles["TQ"], tiles["TK"], tiles["KR"], group_rows)
     kt = np.zeros((b, h, d, padded_key_columns(n, tiles)), np.float32)
     kt[..., :n] = k[:, :, plan.key_order].transpose(0, 1, 3, 2)
     y = np.full((b, h, n, dv), np.nan, np.float32)
@@ -101,6 +118,18 @@ def test_kernel_matches_numpy_masked_attention(mode, layout):
     q, k = (2 * rng.standard_normal((2, 3, layout.tokens, 24)).astype(np.float32) for _ in range(2))
     v = rng.standard_normal((2, 3, layout.tokens, CPU.lanes)).astype(np.float32)
     got = run(pattern, layout, q, k, v)
+    want = masked_attention(q.astype(np.float64), k, v, pattern_mask(pattern, layout), 0.3)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("group_rows", [1, 16])
+def test_groups_of_one_tile_and_of_several_give_the_same(group_rows):
+    layout = LAYOUTS["text_last"]
+    pattern = PATTERNS["blocks"](layout)
+    rng = np.random.default_rng(7)
+    q, k = (rng.standard_normal((1, 2, layout.tokens, 16)).astype(np.float32) for _ in range(2))
+    v = rng.standard_normal((1, 2, layout.tokens, CPU.lanes)).astype(np.float32)
+    got = run(pattern, layout, q, k, v, group_rows=group_rows)
     want = masked_attention(q.astype(np.float64), k, v, pattern_mask(pattern, layout), 0.3)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 

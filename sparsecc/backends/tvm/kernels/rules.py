@@ -16,13 +16,19 @@ from sparsecc.backends.tvm.kernels import Kernel, KernelRule
 from sparsecc.backends.tvm.kernels.blocked_cpu import BlockedCpu
 from sparsecc.backends.tvm.kernels.blocked_cuda import BlockedCuda
 from sparsecc.backends.tvm.kernels.csr import CsrCuda
+from sparsecc.backends.tvm.kernels.csr_bitmap_gemv_cpu import CsrBitmapGemvAvx512
+from sparsecc.backends.tvm.kernels.csr_gemv_cpu import CsrGemvCpu
 from sparsecc.backends.tvm.kernels.dense_bf16_cpu import DenseBf16Cpu
 from sparsecc.backends.tvm.kernels.gemv_cpu import GemvCpu
 from sparsecc.backends.tvm.kernels.nm import NmCuda, NmPermuteX86
+from sparsecc.backends.tvm.kernels.nm_gemv_cpu import NmGemvX86
 from sparsecc.backends.tvm.kernels.tiled_cpu import TiledCpu
 from sparsecc.ops.precision import round_weight
 
 RULES: tuple[KernelRule, ...] = (
+    NmGemvX86(),  # N:4 on x86, 1-4 tokens: 2-bit positions shifted into vpermilps
+    CsrBitmapGemvAvx512(),  # CSR with AVX-512, 1-4 tokens: a bitmap per 16 inputs, expand-loads
+    CsrGemvCpu(),  # CSR on x86, 1-4 tokens: uint16 columns, vector gathers
     NmPermuteX86(),  # N:M on x86: lane permute, no X transpose
     NmCuda(),  # N:M on CUDA
     CsrCuda(),  # CSR on CUDA
