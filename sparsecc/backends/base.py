@@ -123,6 +123,11 @@ class Backend(Protocol):
         ...
 
 
+def is_torch(value) -> bool:
+    """Whether `value` is a torch object (checked without importing torch)."""
+    return type(value).__module__.split(".")[0] == "torch"
+
+
 def arguments(specs: list[TensorSpec], args, kwargs) -> tuple[list[np.ndarray], bool]:
     """The call's inputs in `specs` order as contiguous numpy arrays, checked; and whether torch came in."""
     if len(args) + len(kwargs) != len(specs):
@@ -136,7 +141,7 @@ def arguments(specs: list[TensorSpec], args, kwargs) -> tuple[list[np.ndarray], 
             value = kwargs[spec.name]
         else:
             raise InputError(f"missing input '{spec.name}'; inputs are {[s.name for s in specs]}")
-        if type(value).__module__.split(".")[0] == "torch":
+        if is_torch(value):
             torch_in = True
             value = value.detach().cpu().numpy()
         try:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sparsecc.backends.base import is_torch
 from sparsecc.errors import InputError, ModelError
 
 
@@ -156,7 +157,7 @@ class Generation:
 
 def prompt_array(input_ids) -> tuple[np.ndarray, bool]:
     """The prompt as int64 [B, P], and whether torch came in."""
-    torch_in = type(input_ids).__module__.split(".")[0] == "torch"
+    torch_in = is_torch(input_ids)
     if torch_in:
         input_ids = input_ids.detach().cpu().numpy()
     try:

@@ -23,6 +23,7 @@ import numpy as np
 import onnx_ir as ir
 from numpy.lib import format as npy_format
 
+from sparsecc.backends.base import is_torch
 from sparsecc.errors import InputError
 from sparsecc.passes.context import Calibration
 
@@ -77,7 +78,7 @@ def load_calibration(source, inputs: Sequence[str | ir.Value]) -> Calibration | 
 
 
 def _as_numpy(value) -> np.ndarray:
-    if type(value).__module__.split(".")[0] == "torch":
+    if is_torch(value):
         value = value.detach().cpu().numpy()
     return np.ascontiguousarray(value)
 

@@ -15,7 +15,7 @@ import onnx
 import onnx_ir as ir
 
 from sparsecc.backends import generation
-from sparsecc.backends.base import BuildRequest, TensorSpec, arguments, results
+from sparsecc.backends.base import BuildRequest, TensorSpec, arguments, is_torch, results
 from sparsecc.backends.ort import session
 from sparsecc.backends.ort.decoder import OrtDecoderSteps
 from sparsecc.backends.ort.model_file import FILE_BYTES, ModelFile, weight_bytes
@@ -93,7 +93,7 @@ class OrtCompiledModel:
             generation.Sampling(not do_sample, temperature, top_k, top_p, seed),
             eos_token_id,
         )
-        return results([run.tokens], type(input_ids).__module__.split(".")[0] == "torch")
+        return results([run.tokens], is_torch(input_ids))
 
     def generation(
         self,
