@@ -1,19 +1,23 @@
 """A Llama-shaped decoder generating with its KV cache: sparsecc against onnxruntime and torch eager.
 
-    python bench/bench_llm.py [--size 1.1b|small|tiny] [--prefill 128] [--decode 128]
-                              [--specs dense,2:4,unstructured@0.5,unstructured@0.7] [--rounds 2]
+    python bench/bench_llm.py [--size 1.1b|small|tiny] [--prefill 128] [--decode 128] [--rounds 2]
+                              [--specs dense,2:4,unstructured@0.5,unstructured@0.7] [--backends tvm]
 
 The decoder (`sparsecc.models.llama`, random seeded weights; "1.1b" is TinyLlama-1.1B's shape:
 hidden 2048, 22 layers, FFN 5632, 32 heads, 4 KV heads) is exported once with its cache by the
 dynamo exporter (opset 23, cached under ~/.cache/sparsecc/bench). Each spec prunes the decoder
-blocks' linears (`*layers*=PATTERN`; embeddings and the LM head stay dense) with `sparsecc
-sparsify`, timed, its peak RSS read as VmHWM. Then, in rounds, one fresh process per contender
-loads its model and generates `--decode` tokens after a `--prefill`-token prompt, greedy, at 2
-threads: torch eager (`generate` with its dynamic cache), onnxruntime on the dense export (a plain
-session, the cache through numpy), and `sparsecc.compile(..., backend="onnxruntime")` per spec
-(`CompiledModel.generate`, the cache kept as OrtValues). Medians over rounds; a settle pause
-between contenders. Note what this measures: the onnxruntime backend folds sparse weights back to
-dense at session start, so its sparse rows show bytes saved on disk, not decode speed.
+blocks' linears (`*layers*=PATTERN`; embeddings and the LM head stay dense).
+- `--backends tvm` (default): `sparsecc.compile(..., backend="tvm")` per spec builds the one-token
+  decode step (decode kernels, the cache length symbolic), timed with its peak RSS (VmHWM), and
+  saves a .sccpkg that every round loads (mapped). The prompt runs through the step token by token.
+- `--backends onnxruntime`: `sparsecc sparsify` per spec, then the onnxruntime backend; it folds
+  sparse weights back to dense at session start, so its sparse rows show bytes saved, not speed.
+Then, in rounds, one fresh process per contender loads its model and generates `--decode` tokens
+after a `--prefill`-token prompt, greedy, at 2 threads: torch eager (`generate` with its dynamic
+cache), onnxruntime on the dense export (a plain session, the cache through numpy), and each
+sparsecc model (`CompiledModel.generate`, the cache kept on the backend's side). Medians over
+rounds; a settle pause between contenders. The host's read bandwidth (bench/bandwidth.py) gives
+each tvm row's share: package bytes (the weights a token streams) x tokens/s over it.
 """
 
 from __future__ import annotations
@@ -56,6 +60,28 @@ def _worker(task: dict) -> dict:
         model = llama.build(task["size"], seed=0)
         llama.export_decoder(model, task["path"], opset=23)
         return {"seconds": time.perf_counter() - started, "peak_mib": peak_rss_mib()}
+    if kind == "bandwidth":
+        import bandwidth
+
+        return {"read_gb_s": bandwidth.read_bandwidth()}
+    if kind == "compile":  # the TVM backend: one compile per spec, saved; generate rounds load the package
+        import sparsecc
+
+        started = time.perf_counter()
+        compiled = sparsecc.compile(task["path"], task["spec"], backend="tvm")
+        seconds = time.perf_counter() - started
+        saved = time.perf_counter()
+        compiled.save(task["out"])
+        kernels: dict[str, int] = {}
+        for row in compiled.report:
+            kernels[row["kernel"]] = kernels.get(row["kernel"], 0) + 1
+        return {
+            "seconds": seconds,
+            "save_s": time.perf_counter() - saved,
+            "peak_mib": peak_rss_mib(),
+            "package_mib": os.path.getsize(task["out"]) / 2**20,
+            "kernels": kernels,
+        }
     if kind == "sparsify":
         from sparsecc.tools.cli import main
 
@@ -125,7 +151,12 @@ def _contender(task: dict):
         return run_ort
     import sparsecc
 
-    compiled = sparsecc.compile(task["path"], "existing", backend="onnxruntime", target={"threads": threads})
+    if task["who"] == "sparsecc-tvm":
+        compiled = sparsecc.load(task["path"])
+    else:
+        compiled = sparsecc.compile(
+            task["path"], "existing", backend="onnxruntime", target={"threads": threads}
+        )
 
     def run_sparsecc(prompt, new):
         run = compiled.generation(prompt, new)
@@ -136,7 +167,8 @@ def _contender(task: dict):
 
 def _spawn(task: dict) -> dict:
     root = str(Path(__file__).resolve().parent.parent)  # this checkout's sparsecc, whatever is installed
-    env = dict(os.environ, OMP_NUM_THREADS=str(task["threads"]), PYTHONPATH=root)
+    threads = str(task["threads"])
+    env = dict(os.environ, OMP_NUM_THREADS=threads, TVM_NUM_THREADS=threads, PYTHONPATH=root)
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(task)], capture_output=True, text=True, env=env
     )
@@ -145,12 +177,27 @@ def _spawn(task: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _vs_dense(name: str, speed: float, runs: dict) -> str:
+    """A sparse sparsecc row's decode speed over the same backend's dense row."""
+    if not name.startswith("sparsecc") or name.endswith(", dense"):
+        return "-"
+    dense = runs.get(name.rsplit(", ", 1)[0] + ", dense")
+    if not dense:
+        return "-"
+    return f"{speed / float(np.median([r['decode_tok_s'] for r in dense])):.2f}x"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1.1b")
     parser.add_argument("--prefill", type=int, default=128)
     parser.add_argument("--decode", type=int, default=128)
     parser.add_argument("--specs", default="dense,2:4,unstructured@0.5,unstructured@0.7")
+    parser.add_argument(
+        "--backends",
+        default="tvm",
+        help="sparsecc backends to run each spec with: tvm (native decode kernels), onnxruntime, or both",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=common.THREADS)
     parser.add_argument("--json", metavar="FILE")
@@ -172,23 +219,40 @@ def main() -> None:
             done = _spawn({**base, "kind": "export", "path": str(dense)})
         console.print(f"exported in {done['seconds']:.0f} s, peak {done['peak_mib']:.0f} MiB")
     weight_mib = shape.parameters * 4 / 2**20
-    models, prepared = {}, {}
-    for spec in args.specs.split(","):
-        if spec == "dense":
-            models[spec] = dense
-            continue
-        out = folder / f"decoder-{spec.replace(':', 'of').replace('@', '-')}.onnx"
-        with console.status(f"sparsify {spec}"):
-            prepared[spec] = _spawn(
-                {**base, "kind": "sparsify", "path": str(dense), "spec": f"*layers*={spec}", "out": str(out)}
-            )
-        models[spec] = out
+    backends = args.backends.split(",")
+    with console.status("measuring the host's read bandwidth"):
+        read_gb_s = _spawn({**base, "kind": "bandwidth"})["read_gb_s"]
+    console.print(f"read bandwidth {read_gb_s:.1f} GB/s (bench/bandwidth.py, {args.threads} threads)")
     contenders = {
         "torch eager": {"who": "torch"},
         "onnxruntime (dense file)": {"who": "onnxruntime", "path": str(dense)},
     }
-    for spec, path in models.items():
-        contenders[f"sparsecc (onnxruntime), {spec}"] = {"who": "sparsecc", "path": str(path)}
+    prepared = {}  # contender -> its sparsify or compile measurements
+    for spec in args.specs.split(","):
+        label = spec.replace(":", "of").replace("@", "-")
+        rule = "existing" if spec == "dense" else f"*layers*={spec}"
+        if "onnxruntime" in backends:
+            name, path = f"sparsecc (onnxruntime), {spec}", dense
+            if spec != "dense":
+                path = folder / f"decoder-{label}.onnx"
+                with console.status(f"sparsify {spec}"):
+                    prepared[name] = _spawn(
+                        {**base, "kind": "sparsify", "path": str(dense), "spec": rule, "out": str(path)}
+                    )
+            contenders[name] = {"who": "sparsecc", "path": str(path)}
+        if "tvm" in backends:
+            name, package = f"sparsecc (tvm), {spec}", folder / f"tvm-{label}.sccpkg"
+            with console.status(f"compile {spec} with the tvm backend"):
+                prepared[name] = _spawn(
+                    {**base, "kind": "compile", "path": str(dense), "spec": rule, "out": str(package)}
+                )
+            made = prepared[name]
+            console.print(
+                f"tvm {spec}: compiled in {made['seconds']:.0f} s, peak {made['peak_mib']:.0f} MiB "
+                f"({made['peak_mib'] / weight_mib:.2f}x the weights), package {made['package_mib']:.0f} MiB, "
+                f"kernels {made['kernels']}"
+            )
+            contenders[name] = {"who": "sparsecc-tvm", "path": str(package)}
     runs: dict[str, list[dict]] = {name: [] for name in contenders}
     for index in range(args.rounds):
         for name, who in contenders.items():
@@ -210,22 +274,24 @@ def main() -> None:
         "decode tok/s",
         "vs onnxruntime",
         "peak RSS MiB",
-        "sparsify s",
-        "sparsify peak",
+        "vs dense (same backend)",
+        "bandwidth share",
+        "prepare s",
+        "prepare peak",
     ):
         table.add_column(column, justify="left" if column == "contender" else "right")
     reference = float(np.median([r["decode_tok_s"] for r in runs["onnxruntime (dense file)"]]))
     summary = {}
     for name, results in runs.items():
         speed = float(np.median([r["decode_tok_s"] for r in results]))
-        spec = name.rsplit(", ", 1)[-1] if name.startswith("sparsecc") else None
-        made = prepared.get(spec)
+        made = prepared.get(name)
         summary[name] = {
             "load_s": float(np.median([r["load_s"] for r in results])),
             "prefill_ms": float(np.median([r["prefill_s"] for r in results])) * 1e3,
             "decode_tok_s": speed,
             "peak_mib": max(r["peak_mib"] for r in results),
-            "sparsify": made,
+            "prepared": made,
+            "read_gb_s": read_gb_s,
             "last_tokens": results[-1]["tokens"],
         }
         row = summary[name]
@@ -236,10 +302,18 @@ def main() -> None:
             f"{speed:.2f}",
             f"{speed / reference:.2f}x",
             f"{row['peak_mib']:.0f}",
+            _vs_dense(name, speed, runs),
+            f"{made['package_mib'] * 2**20 * speed / (read_gb_s * 1e9):.0%}"
+            if made and "package_mib" in made
+            else "-",
             f"{made['seconds']:.0f}" if made else "-",
             f"{made['peak_mib'] / weight_mib:.2f}x" if made else "-",
         )
     console.print(table)
+    console.print(
+        "bandwidth share: the package's bytes (weights streamed once per token) x tokens/s over the read "
+        "bandwidth; prepare: sparsify (onnxruntime rows) or compile + save (tvm rows), peak RSS over the weights"
+    )
     agree = {tuple(v["last_tokens"]) for k, v in summary.items() if "dense" in k or k == "torch eager"}
     console.print(f"dense contenders' last 8 tokens agree: {len(agree) == 1}")
     if args.json:

@@ -12,6 +12,8 @@ import shutil
 
 import pytest
 
+pytest_plugins = ("tests.decoders",)  # the decoder fixtures (`decoder`, `exported`)
+
 os.environ.setdefault("TVM_NUM_THREADS", "2")
 
 

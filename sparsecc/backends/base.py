@@ -90,6 +90,9 @@ class BuildRequest:
     measure: bool = False  # time each sparse kernel against dense (the report's measured speedup)
     rpc: str | None = None  # HOST:PORT:KEY of a TVM RPC tracker to measure on
     dtype: str = "float32"  # weight precision: "float32", "bfloat16" or "float16" (`ops/precision.py`)
+    # the caller gives the IR's weights up: a backend may drop them once its kernels hold their own
+    # copies (`compile` does; one copy of the weights at a time, issue 14)
+    release_weights: bool = False
 
 
 class CompiledModel(Protocol):

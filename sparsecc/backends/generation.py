@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sparsecc.backends.base import is_torch
+from sparsecc.backends.base import is_torch, results
 from sparsecc.errors import InputError, ModelError
 
 
@@ -223,3 +223,58 @@ def generate(
     return Generation(
         np.concatenate(tokens, axis=1), prompt, prefill, decode, logits_seen if record_logits else None
     )
+
+
+class GeneratesTokens:
+    """`generate` and `generation` for a compiled decoder; the backend's model class supplies its input
+    and output specs and `_decoder_steps` (how it runs one step and keeps the cache)."""
+
+    input_specs: list
+    output_specs: list
+
+    def _decoder_steps(self, signature: DecoderSignature) -> DecoderSteps:
+        raise NotImplementedError
+
+    def generate(
+        self,
+        input_ids,
+        max_new_tokens: int = 32,
+        *,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        eos_token_id: int | None = None,
+    ):
+        """Prompt + new token ids [B, P + new] (torch when torch came in) of a decoder exported with its
+        KV cache: greedy by default, or sampled (`do_sample`, temperature, top_k, top_p, seed)."""
+        run = self.generation(
+            input_ids,
+            max_new_tokens,
+            Sampling(not do_sample, temperature, top_k, top_p, seed),
+            eos_token_id,
+        )
+        return results([run.tokens], is_torch(input_ids))
+
+    def generation(
+        self,
+        input_ids,
+        max_new_tokens: int,
+        sampling: Sampling | None = None,
+        eos_token_id=None,
+        record_logits=False,
+    ) -> Generation:
+        """`generate` with timings (and each step's logits when `record_logits`)."""
+        signature = DecoderSignature.of(self.input_specs, self.output_specs)
+        vocab = next((o.shape[-1] for o in self.output_specs if o.name == signature.logits), -1)
+        return generate(
+            self._decoder_steps(signature),
+            signature,
+            input_ids,
+            max_new_tokens,
+            sampling or Sampling(),
+            eos_token_id,
+            vocab=vocab if vocab > 0 else None,
+            record_logits=record_logits,
+        )

@@ -24,6 +24,7 @@ from sparsecc.backends.base import BuildRequest
 from sparsecc.compiler import frontends
 from sparsecc.compiler.calibration import load_calibration
 from sparsecc.compiler.frontends import inputs
+from sparsecc.compiler.frontends.decode_step import DecodeStep, decode_step
 from sparsecc.compiler.op_support import check_supported_ops
 from sparsecc.compiler.pipeline import PassRun, Pipeline, pipeline_for
 from sparsecc.errors import SparseccError
@@ -44,6 +45,7 @@ class SparsifyResult:
     context: CompileContext
     example_inputs: dict[str, np.ndarray] | None
     passes: list[PassRun]
+    decode_step: DecodeStep | None = None  # what a static-shape backend builds of a KV-cache decoder
 
     @property
     def spec(self) -> SparsitySpec:
@@ -86,11 +88,15 @@ def sparsify_ir(
     target_info = chosen.resolve_target(target)
     ir_model, feeds = frontends.resolve_model(model, example_inputs)
     check_supported_ops(ir_model)
+    step = None
+    if feeds is None and not getattr(chosen, "dynamic_shapes", False) and not inputs.is_static(ir_model):
+        step = decode_step(ir_model, inputs.output_specs(ir_model))
     context = CompileContext(
         spec=spec,
         target=target_info,
         cost_model=chosen.cost_model(target_info),
         calibration=load_calibration(calibration, inputs.graph_inputs(ir_model)),
+        tokens=step.tokens if step is not None else None,
     )
     text = pipeline or pipeline_for(spec, portable)
     runs = Pipeline(text, verify=verify, after_pass=after_pass).run(ir_model, context)
@@ -98,7 +104,7 @@ def sparsify_ir(
         context.warn(
             f"spec rule {rule.index} ('{rule.match}={rule.pattern.describe()}') matches no linear weight"
         )
-    return SparsifyResult(ir_model, context, feeds, runs)
+    return SparsifyResult(ir_model, context, feeds, runs, step)
 
 
 def sparsify(
@@ -175,16 +181,23 @@ def compile(
     )
     logger.info("sparsified in %.1f s", time.perf_counter() - started)
     dynamic = getattr(backends.get(backend), "dynamic_shapes", False)
-    feeds = inputs.example_feeds(result.model, result.example_inputs, allow_dynamic=dynamic)
+    outputs = inputs.output_specs(result.model)
+    step = result.decode_step  # a KV-cache decoder: its one-token step
+    if step is not None:
+        feeds, specs = step.feeds, step.specs
+    else:
+        feeds = inputs.example_feeds(result.model, result.example_inputs, allow_dynamic=dynamic)
+        specs = inputs.input_specs(result.model, feeds, keep_dynamic=dynamic)
     request = BuildRequest(
-        inputs=inputs.input_specs(result.model, feeds, keep_dynamic=dynamic),
-        outputs=inputs.output_specs(result.model),
+        inputs=specs,
+        outputs=outputs,
         example_inputs=feeds,
         tune=tune,
         records_path=Path(records_path) if records_path else None,
         measure=measure,
         rpc=rpc,
         dtype=dtype,
+        release_weights=True,
     )
     ir.external_data.load_to_model(result.model)  # backends take every weight in memory
     return backends.get(backend).build(result.model, result.context, request)

@@ -101,6 +101,9 @@ class CompileContext:
     analyses: dict[str, WeightAnalysis] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
     attention: list[AttentionGroup] = dataclasses.field(default_factory=list)  # filled by fuse-heads
+    # tokens per call where the IR leaves them symbolic and the backend builds one count (a decoder's
+    # one-token step): what formats are priced at; None: the cost model's default
+    tokens: int | None = None
 
     @property
     def report(self) -> list[WeightReport]:

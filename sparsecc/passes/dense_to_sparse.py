@@ -49,7 +49,7 @@ def choose_format(
         if refusal:
             refusals.append(refusal)
         else:
-            estimates.append(context.cost_model.estimate(fmt, w, match.tokens))
+            estimates.append(context.cost_model.estimate(fmt, w, match.tokens or context.tokens))
     paying = [e for e in estimates if e.pays]
     if paying:
         return max(paying, key=lambda e: (round(e.speedup, 6), -e.bytes_ratio)), result

@@ -5,7 +5,6 @@ its symbolic lengths kept, dense and 2:4."""
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -16,76 +15,38 @@ from sparsecc.backends.ort.backend import OrtCompiledModel  # noqa: E402
 from sparsecc.errors import SparseccError  # noqa: E402
 from sparsecc.models import llama  # noqa: E402
 from sparsecc.tools.cli import main  # noqa: E402
-
-PROMPT = np.array([[1, 45, 301, 77, 9, 210]], dtype=np.int64)
-NEW_TOKENS = 64
-
-
-@pytest.fixture(scope="module")
-def decoder():
-    return llama.build("tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def exported(decoder, tmp_path_factory):
-    """Opset 23: GQA, RoPE and RMSNorm as `Attention`, `RotaryEmbedding` and `RMSNormalization` nodes."""
-    return llama.export_decoder(decoder, tmp_path_factory.mktemp("llama") / "tiny23.onnx", opset=23)
-
-
-def _torch_greedy(decoder, prompt, new_tokens, eos: bool = False):
-    """transformers' greedy generate; without `eos` it runs all `new_tokens` past the end-of-text id."""
-    config = decoder.generation_config
-    saved, config.eos_token_id = config.eos_token_id, (config.eos_token_id if eos else None)
-    try:
-        with torch.no_grad():
-            return decoder.generate(
-                torch.from_numpy(prompt), max_new_tokens=new_tokens, do_sample=False
-            ).numpy()
-    finally:
-        config.eos_token_id = saved
-
-
-def _onnxruntime_loop(proto, prompt, new_tokens):
-    """Greedy decoding written out with a plain session and numpy caches: the reference loop."""
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    past = [i for i in session.get_inputs() if i.name.startswith("past")]
-    cache = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32) for i in past}
-    tokens, current, logits_seen = list(prompt[0]), prompt, []
-    for _ in range(new_tokens):
-        feeds = {"input_ids": current, "attention_mask": np.ones((1, len(tokens)), np.int64), **cache}
-        outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
-        logits = outputs["logits"][:, -1]
-        logits_seen.append(logits)
-        cache = {name: outputs[name.replace("past_key_values", "present")] for name in cache}
-        tokens.append(int(logits.argmax()))
-        current = np.array([[tokens[-1]]], np.int64)
-    return np.array([tokens]), logits_seen
+from tests.decoders import (  # noqa: E402
+    NEW_TOKENS,
+    PROMPT,
+    onnxruntime_loop,
+    torch_greedy,
+)
 
 
 def test_dense_greedy_tokens_equal_torch_generate(decoder, exported):
     compiled = sparsecc.compile(str(exported), backend="onnxruntime")
     assert isinstance(compiled, OrtCompiledModel)
     ids = compiled.generate(PROMPT, max_new_tokens=NEW_TOKENS)
-    expected = _torch_greedy(decoder, PROMPT, NEW_TOKENS)
+    expected = torch_greedy(decoder, PROMPT, NEW_TOKENS)
     assert ids.shape == (1, PROMPT.shape[1] + NEW_TOKENS)
     np.testing.assert_array_equal(ids, expected)
     assert len(set(ids[0, PROMPT.shape[1] :])) > 3  # not one token over and over
     # with the end-of-text id both stop at the same place
     stopped = compiled.generate(PROMPT, max_new_tokens=NEW_TOKENS, eos_token_id=decoder.config.eos_token_id)
-    np.testing.assert_array_equal(stopped, _torch_greedy(decoder, PROMPT, NEW_TOKENS, eos=True))
+    np.testing.assert_array_equal(stopped, torch_greedy(decoder, PROMPT, NEW_TOKENS, eos=True))
 
 
 def test_opset18_export_with_decomposed_norms_and_rotary_generates_the_same(decoder, tmp_path):
     path = llama.export_decoder(decoder, tmp_path / "tiny18.onnx", opset=18)
     compiled = sparsecc.compile(str(path), backend="onnxruntime")
-    np.testing.assert_array_equal(compiled.generate(PROMPT, 24), _torch_greedy(decoder, PROMPT, 24))
+    np.testing.assert_array_equal(compiled.generate(PROMPT, 24), torch_greedy(decoder, PROMPT, 24))
 
 
-def test_sparse_decoder_logits_match_a_plain_onnxruntime_loop(exported, tmp_path):
+def test_sparse_decoder_logits_match_a_plainonnxruntime_loop(exported, tmp_path):
     compiled = sparsecc.compile(str(exported), "*=2:4", backend="onnxruntime")
     assert all(row["format"] == "N:M 2:4" for row in compiled.report)
     run = compiled.generation(PROMPT, NEW_TOKENS, record_logits=True)
-    tokens, reference = _onnxruntime_loop(compiled.proto, PROMPT, NEW_TOKENS)
+    tokens, reference = onnxruntime_loop(compiled.proto, PROMPT, NEW_TOKENS)
     np.testing.assert_array_equal(run.tokens, tokens)
     for ours, theirs in zip(run.logits, reference):
         assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
@@ -109,7 +70,7 @@ def test_one_compiled_decoder_takes_any_prompt_length(decoder, exported):
     compiled = sparsecc.compile(str(exported), backend="onnxruntime")
     for length in (1, 3, 17):
         prompt = PROMPT[:, :1].repeat(length, axis=1) + np.arange(length)
-        np.testing.assert_array_equal(compiled.generate(prompt, 4), _torch_greedy(decoder, prompt, 4))
+        np.testing.assert_array_equal(compiled.generate(prompt, 4), torch_greedy(decoder, prompt, 4))
 
 
 def test_generate_refuses_models_that_are_not_decoders_with_a_cache(tmp_path):

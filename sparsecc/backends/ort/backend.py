@@ -15,7 +15,7 @@ import onnx
 import onnx_ir as ir
 
 from sparsecc.backends import generation
-from sparsecc.backends.base import BuildRequest, TensorSpec, arguments, is_torch, results
+from sparsecc.backends.base import BuildRequest, TensorSpec, arguments, results
 from sparsecc.backends.ort import session
 from sparsecc.backends.ort.decoder import OrtDecoderSteps
 from sparsecc.backends.ort.model_file import FILE_BYTES, ModelFile, weight_bytes
@@ -53,7 +53,7 @@ class OrtCostModel:
         return Estimate(fmt, storage, dense_bytes, 1.0, pays, reason, "onnxruntime" if pays else None)
 
 
-class OrtCompiledModel:
+class OrtCompiledModel(generation.GeneratesTokens):
     """The sparsified model in an onnxruntime session."""
 
     def __init__(self, model: ir.Model, request: BuildRequest, report: list[dict], threads: int):
@@ -73,49 +73,8 @@ class OrtCompiledModel:
         outputs = self.session.run(None, {spec.name: v for spec, v in zip(self.input_specs, values)})
         return results(list(outputs), torch_in)
 
-    def generate(
-        self,
-        input_ids,
-        max_new_tokens: int = 32,
-        *,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        eos_token_id: int | None = None,
-    ):
-        """Prompt + new token ids [B, P + new] (torch when torch came in) of a decoder exported with its
-        KV cache: greedy by default, or sampled (`do_sample`, temperature, top_k, top_p, seed)."""
-        run = self.generation(
-            input_ids,
-            max_new_tokens,
-            generation.Sampling(not do_sample, temperature, top_k, top_p, seed),
-            eos_token_id,
-        )
-        return results([run.tokens], is_torch(input_ids))
-
-    def generation(
-        self,
-        input_ids,
-        max_new_tokens: int,
-        sampling: generation.Sampling | None = None,
-        eos_token_id=None,
-        record_logits=False,
-    ):
-        """`generate` with timings (and each step's logits when `record_logits`): a `generation.Generation`."""
-        signature = generation.DecoderSignature.of(self.input_specs, self.output_specs)
-        vocab = next((o.shape[-1] for o in self.output_specs if o.name == signature.logits), -1)
-        return generation.generate(
-            OrtDecoderSteps(self.session, signature),
-            signature,
-            input_ids,
-            max_new_tokens,
-            sampling or generation.Sampling(),
-            eos_token_id,
-            vocab=vocab if vocab > 0 else None,
-            record_logits=record_logits,
-        )
+    def _decoder_steps(self, signature: generation.DecoderSignature) -> OrtDecoderSteps:
+        return OrtDecoderSteps(self.session, signature)
 
     @property
     def proto(self) -> onnx.ModelProto:

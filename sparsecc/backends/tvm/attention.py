@@ -52,6 +52,9 @@ def lower_attention(bb, inputs, attrs, target=None, choose_tiles=None):
         mask = _additive(bb, mask)
     if mask is not None and len(mask.ty.shape) < 4:
         mask = bb.emit(_leading_ones(mask, 4))
+    if not all(_is_static(x) for x in (q, k, v, mask) if x is not None):
+        out = _symbolic(bb, q, k, v, mask, scale, causal)
+        return _merge_heads(bb, out) if three_d else out
     (b, h, s_q, _), (_, h_kv, s_kv, _), dv = _dims(q), _dims(k), _dims(v)[3]
     shape = AttentionShape(
         b,
@@ -69,10 +72,7 @@ def lower_attention(bb, inputs, attrs, target=None, choose_tiles=None):
         out = _fused(bb, shape, q, k, v, mask, target, choose_tiles or default_tiles)
     else:
         out = decomposed(bb, shape, q, k, v, mask)
-    if three_d:
-        b, h, s, d = (int(x) for x in out.ty.shape)
-        out = _merge_heads(bb, out, b, s, h * d)
-    return out
+    return _merge_heads(bb, out) if three_d else out
 
 
 def _fused(bb, shape: AttentionShape, q, k, v, mask, target, choose_tiles):
@@ -102,20 +102,47 @@ def decomposed(bb, shape: AttentionShape, q, k, v, mask):
     """softmax(Q K^T * scale + mask) V as Relax ops (GQA heads repeated)."""
     from tvm import relax
 
-    if shape.heads != shape.kv_heads:
-        k = bb.emit(relax.op.repeat(k, shape.heads // shape.kv_heads, axis=1))
-        v = bb.emit(relax.op.repeat(v, shape.heads // shape.kv_heads, axis=1))
-    # Scale Q, not the scores: the multiply then fuses into the matmul as a prologue.
-    q = bb.emit(relax.op.multiply(q, relax.const(shape.softmax_scale, "float32")))
-    scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 1, 3, 2])))
+    cut = None
     if shape.causal:
         s_q, s_kv = shape.q_len, shape.kv_len
-        cut = np.triu(np.full((s_q, s_kv), -np.inf, np.float32), k=1 + s_kv - s_q)
-        scores = bb.emit(relax.op.add(scores, relax.const(cut)))
+        cut = relax.const(np.triu(np.full((s_q, s_kv), -np.inf, np.float32), k=1 + s_kv - s_q))
+    return _softmax_attention(bb, q, k, v, mask, shape.heads // shape.kv_heads, shape.softmax_scale, cut)
+
+
+def _symbolic(bb, q, k, v, mask, scale: float, causal: bool):
+    """Decomposed attention where a length is symbolic (a decoder's cache): the fused kernel is built
+    for static shapes. Decode steps attend over a short query block, so this is not the hot path."""
+    if causal:
+        raise UnsupportedOpError(
+            "the TVM backend cannot compile a causal Attention (is_causal=1) with a symbolic length; "
+            "export the causal mask as an input (transformers does) or use `sparsecc sparsify`"
+        )
+    heads, kv_heads = int(q.ty.shape[1]), int(k.ty.shape[1])
+    return _softmax_attention(bb, q, k, v, mask, heads // kv_heads, scale, None)
+
+
+def _softmax_attention(bb, q, k, v, mask, repeat: int, scale: float, cut):
+    """softmax(Q K^T * scale + cut + mask) V, K and V heads repeated `repeat` times (GQA)."""
+    from tvm import relax
+
+    if repeat > 1:
+        k = bb.emit(relax.op.repeat(k, repeat, axis=1))
+        v = bb.emit(relax.op.repeat(v, repeat, axis=1))
+    # Scale Q, not the scores: the multiply then fuses into the matmul as a prologue.
+    q = bb.emit(relax.op.multiply(q, relax.const(scale, "float32")))
+    scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 1, 3, 2])))
+    if cut is not None:
+        scores = bb.emit(relax.op.add(scores, cut))
     if mask is not None:
         scores = bb.emit(relax.op.add(scores, mask))
     probs = bb.emit(relax.op.nn.softmax(scores, axis=-1))
     return bb.emit(relax.op.matmul(probs, v))
+
+
+def _is_static(x) -> bool:
+    from tvm import tirx
+
+    return all(isinstance(d, tirx.IntImm) for d in x.ty.shape)
 
 
 def _dims(x) -> list[int]:
@@ -133,18 +160,22 @@ def _additive(bb, mask):
 def _leading_ones(x, rank: int):
     from tvm import relax
 
-    dims = [int(d) for d in x.ty.shape]
+    dims = list(x.ty.shape)
     return relax.op.reshape(x, [1] * (rank - len(dims)) + dims)
 
 
 def _split_heads(bb, x, heads: int):
     from tvm import relax
 
-    b, s, hidden = (int(d) for d in x.ty.shape)
-    return bb.emit(relax.op.permute_dims(relax.op.reshape(x, (b, s, heads, hidden // heads)), [0, 2, 1, 3]))
+    b, s, hidden = x.ty.shape
+    return bb.emit(
+        relax.op.permute_dims(relax.op.reshape(x, (b, s, heads, int(hidden) // heads)), [0, 2, 1, 3])
+    )
 
 
-def _merge_heads(bb, x, b: int, s: int, hidden: int):
+def _merge_heads(bb, x):
+    """[B, H, S, D] -> [B, S, H*D]."""
     from tvm import relax
 
-    return bb.emit(relax.op.reshape(relax.op.permute_dims(x, [0, 2, 1, 3]), (b, s, hidden)))
+    b, h, s, d = x.ty.shape
+    return bb.emit(relax.op.reshape(relax.op.permute_dims(x, [0, 2, 1, 3]), (b, s, int(h) * int(d))))

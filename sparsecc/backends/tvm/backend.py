@@ -46,13 +46,18 @@ def index_limits(model: ir.Model) -> dict[str, int]:
     return limits
 
 
-def _release_weights(layers: list, kernels: list) -> None:
-    """Drop the layers' weights and the kernels' packed arrays once the Relax module holds its own
-    copies: one copy of the weights at a time (issue 14)."""
-    for layer in layers:
-        layer.weight = None
-    for kernel in kernels:
-        kernel.constants = []
+def _drop_kernel_weights(model: ir.Model, nodes: set[str]) -> None:
+    """Take out of `model` the initializers only kernel-run `nodes` read (their kernels hold packed
+    copies), so that serialising the graph for TVM's importer copies none of them: one copy of the
+    weights at a time (issue 14)."""
+    owned = [node for node in model.graph if node.name in nodes]
+    for node in owned:
+        for value in node.inputs[1:]:
+            if value is None or value.name not in model.graph.initializers:
+                continue
+            if all(user.name in nodes for user, _ in value.uses()) and not value.is_graph_output():
+                model.graph.initializers.pop(value.name)
+                value.const_value = None
 
 
 def _versions() -> dict:
@@ -77,7 +82,7 @@ class TvmBackend:
 
     def build(self, model: ir.Model, context: CompileContext, request: BuildRequest) -> CompiledModel:
         from sparsecc.backends.tvm.build import build_with_weights, device_ptx
-        from sparsecc.backends.tvm.importer import import_onnx
+        from sparsecc.backends.tvm.importer import import_onnx, symbolic_shapes
         from sparsecc.backends.tvm.layers import find_conv_layers, find_layers
         from sparsecc.backends.tvm.pattern_attention import report_kernels
         from sparsecc.backends.tvm.selection import measured_speedups, select_conv_kernels, select_kernels
@@ -85,7 +90,7 @@ class TvmBackend:
         configure_tvm()
         target: TargetInfo = context.target
         step = time.perf_counter()
-        layers = find_layers(model, request.example_inputs)
+        layers = find_layers(model, request.example_inputs, context.tokens)
         tuner = self._tuner(target, request)
         kernels = select_kernels(layers, target, tuner, request.dtype)
         conv_layers = find_conv_layers(model, request.example_inputs)
@@ -101,13 +106,20 @@ class TvmBackend:
             time.perf_counter() - step,
         )
 
+        measuring = request.measure and target.runs_here  # measuring runs the kernels again
+        if not measuring:  # the kernels hold their own packed copies now
+            for layer in [*layers, *conv_layers]:
+                layer.weight = None
+        if request.release_weights:
+            _drop_kernel_weights(model, set(kernels) | set(conv_kernels))
+
         step = time.perf_counter()
         limits = index_limits(model)
         inputs = [TensorSpec(s.name, s.shape, s.dtype, limits.get(s.name)) for s in request.inputs]
         proto = ir.serde.serialize_model(model)
         module = import_onnx(
             proto,
-            {s.name: s.shape for s in inputs},
+            symbolic_shapes(inputs, model),
             {s.name: s.dtype for s in inputs},
             {**kernels, **conv_kernels},
             target,
@@ -115,10 +127,9 @@ class TvmBackend:
             tuner,
             convs,
             owned=True,
+            release=not measuring,
         )
         del proto  # the Relax module holds the weights now
-        if not (request.measure and target.runs_here):  # measuring runs the kernels again
-            _release_weights([*layers, *conv_layers], [*kernels.values(), *conv_kernels.values()])
         logger.info("lowered to Relax in %.1f s", time.perf_counter() - step)
         step = time.perf_counter()
         from sparsecc.backends.tvm.schedules import ScheduleLog

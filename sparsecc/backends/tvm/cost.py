@@ -14,6 +14,7 @@ import numpy as np
 from sparsecc.backends.tvm.kernels import rules
 from sparsecc.backends.tvm.target import TargetInfo
 from sparsecc.ops import SparseFormat
+from sparsecc.ops.base import Storage
 from sparsecc.passes.cost import Estimate
 
 # Convert only when the estimate beats dense by this margin: estimates are rough.
@@ -40,6 +41,9 @@ class TvmCostModel:
             None, shape, m, self.target
         )
         speedup = efficiency / storage.density if storage.density > 0 else float("inf")
+        kernel_bytes = chosen.rule.stored_bytes(fmt, w)  # what the kernel streams, where it packs its own
+        if kernel_bytes is not None:
+            storage = Storage(storage.density, kernel_bytes)
         bytes_ratio = storage.nbytes / dense_bytes
         kernel = chosen.rule.label(fmt, shape, self.target)
         if speedup < MIN_SPEEDUP:

@@ -16,6 +16,7 @@ import contextlib
 import io
 import logging
 import math
+import warnings
 
 import onnx
 
@@ -34,6 +35,7 @@ from sparsecc.backends.tvm.pattern_attention import (
     pattern_calls,
     pattern_node_name,
 )
+from sparsecc.backends.tvm.rotary import lower_rotary
 from sparsecc.errors import UnsupportedOpError
 
 logger = logging.getLogger(__name__)
@@ -171,8 +173,10 @@ def _importer_class():
             tuner=None,
             convs=None,
             patterns=None,
+            release=False,
         ):
             super().__init__(shape_dict, dtype_dict)
+            self.release = release  # drop each kernel's arrays once Relax constants hold them
             self.patterns = patterns or {}  # PatternAttention node name -> pattern_attention.PatternCall
             self.pattern_kernels: dict[str, str] = {}  # PatternAttention node name -> the kernel that runs it
             self.convs = convs or {}  # Conv node name -> layers.ConvCall
@@ -190,7 +194,7 @@ def _importer_class():
                     for node in graph.node
                     if not node.op_type.startswith(PRIVATE)
                     and node.op_type not in known
-                    and node.op_type not in ("If", "Constant")
+                    and node.op_type not in ("If", "Constant", "RotaryEmbedding")
                 }
             )
             if unsupported:
@@ -216,8 +220,12 @@ def _importer_class():
                 inputs[index] = self.layouts.planar(value)
             if op_name == "Gelu" and attrs.get("approximate", b"none") in (b"none", "none"):
                 return self.bb.normalize(exact_gelu(inputs[0]))
+            if op_name == "RMSNormalization" and (normed := rms_norm(inputs, attrs)) is not None:
+                return self.bb.normalize(normed)
             if op_name == "Pow" and (power := integer_power(*inputs)) is not None:
                 return self.bb.normalize(power)
+            if op_name == "RotaryEmbedding":
+                return self.bb.normalize(lower_rotary(self.bb, inputs, attrs))
             if not op_name.startswith(PRIVATE):
                 return self._convert_standard(op_name, inputs, attrs, opset)
             if op_name == PATTERN_ATTENTION:
@@ -240,10 +248,22 @@ def _importer_class():
                     f"the TVM backend cannot compile Expand to a shape given at run time (input "
                     f"'{inputs[1].name}'); use `sparsecc sparsify` (ONNX out) for this model"
                 )
+            if op_name == "Reshape" and (shape := _scalar_to_shape(inputs)) is not None:
+                return shape
+            if op_name == "Range":  # a length known now (the one new token): a static range
+                inputs = [_static_scalar(value) for value in inputs]
+            if op_name in ("Add", "Sub", "Mul", "Div") and _mixes_scalar_and_array(inputs):
+                inputs = _shape_values_as_tensors(self.bb, inputs)  # TVM would drop the array's rank
             if op_name == "SequenceInsert" and len(inputs) == 3:
                 inputs[2] = _insert_position(inputs[0], inputs[2])
             try:
-                return super()._convert_operator(op_name, inputs, attrs, opset)
+                try:
+                    return super()._convert_operator(op_name, inputs, attrs, opset)
+                except Exception:
+                    tensors = _shape_values_as_tensors(self.bb, inputs)
+                    if tensors is None:
+                        raise
+                    return super()._convert_operator(op_name, tensors, attrs, opset)
             except Exception as error:  # TVM's converters raise anything (ValueError, TypeError, asserts)
                 raise UnsupportedOpError(
                     f"TVM's ONNX importer cannot convert {op_name} here: {_first_line(error)}; "
@@ -266,12 +286,11 @@ def _importer_class():
                 )
             func = self.bb.add_func(kernel.prim_func.without_attr("global_symbol"), _func_name(name, kernel))
             x2 = self.bb.emit(relax.op.reshape(x, (m, inp)))
+            constants = [relax.const(c) for c in kernel.constants]
+            if self.release:
+                kernel.constants = []
             y2 = self.bb.emit(
-                relax.call_tir(
-                    func,
-                    [x2, *[relax.const(c) for c in kernel.constants]],
-                    out_ty=relax.TensorType((m, out), "float32"),
-                )
+                relax.call_tir(func, [x2, *constants], out_ty=relax.TensorType((m, out), "float32"))
             )
             return relax.op.reshape(y2, (*shape[:-1], out))
 
@@ -290,6 +309,9 @@ def _importer_class():
                 raise AssertionError(
                     f"the kernel for '{name}' was built for batch {call.out_shape[0]}, not {x.ty.shape[0]}"
                 )
+            constants = [relax.const(c) for c in kernel.constants]
+            if self.release:
+                kernel.constants = []
             extra = residual if residual is not None else relax.const(np.zeros(1, np.float32))
             out_shape = (
                 blocked_shape(call.out_shape, layouts.lanes) if call.blocked_output else call.out_shape
@@ -297,7 +319,7 @@ def _importer_class():
             y = self.bb.emit(
                 relax.call_tir(
                     func,
-                    [x, *[relax.const(c) for c in kernel.constants], extra],
+                    [x, *constants, extra],
                     out_ty=relax.TensorType(list(out_shape), "float32"),
                 )
             )
@@ -412,6 +434,85 @@ def _insert_position(sequence, position):
     return relax.const(len(sequence.fields) + value, str(position.ty.dtype)) if value < 0 else position
 
 
+def _scalar_to_shape(inputs):
+    """Reshape of a symbolic scalar (a length the graph computes, e.g. past + new) to [1] or [-1] as
+    the 1-D shape value TVM's shape converters take; None for any other Reshape."""
+    import tvm
+    from tvm import relax
+
+    data, shape = inputs[0], inputs[1]
+    if not tvm.ir.is_prim_expr(data) or not isinstance(shape, tvm.ir.GenericConst):
+        return None
+    if shape.value.numpy().tolist() not in ([1], [-1]):
+        return None
+    return relax.ShapeExpr([data])
+
+
+def _shape_values_as_tensors(bb, inputs):
+    """`inputs` with symbolic lengths (shape values, TIR scalars) as int64 tensors computed at run time,
+    for the converters that only take tensors there; None when there are none."""
+    import tvm
+    from tvm import relax
+
+    if not any(isinstance(v, relax.ShapeExpr) or tvm.ir.is_prim_expr(v) for v in inputs if v is not None):
+        return None
+    converted = []
+    for value in inputs:
+        if isinstance(value, relax.ShapeExpr):
+            value = bb.normalize(relax.op.shape_to_tensor(value))
+        elif value is not None and tvm.ir.is_prim_expr(value):
+            one = bb.normalize(relax.op.shape_to_tensor(relax.ShapeExpr([value])))
+            value = bb.normalize(relax.op.reshape(one, ()))
+        converted.append(value)
+    return converted
+
+
+def _mixes_scalar_and_array(inputs) -> bool:
+    """A symbolic scalar combined with an array of rank >= 1 (a [1] range plus the cache length)."""
+    import tvm
+
+    scalar = any(v is not None and tvm.ir.is_prim_expr(v) for v in inputs)
+    ranks = [
+        len(v.ty.shape)
+        for v in inputs
+        if v is not None
+        and not tvm.ir.is_prim_expr(v)
+        and getattr(getattr(v, "ty", None), "shape", None) is not None
+    ]
+    return scalar and any(rank >= 1 for rank in ranks)
+
+
+def _static_scalar(value):
+    """A scalar the shape arithmetic folded to a number (a TIR IntImm) as a constant."""
+    from tvm import relax, tirx
+
+    if isinstance(value, tirx.IntImm):
+        return relax.const(int(value.value), str(value.ty))
+    return value
+
+
+def symbolic_shapes(specs, model) -> dict[str, list]:
+    """Input name -> shape for the importer: each -1 of a spec becomes the int64 TIR variable of the
+    model's symbolic dimension there (one variable per name, shared by every input that has it)."""
+    from tvm import tirx
+
+    model_dims = {value.name: list(value.shape or ()) for value in model.graph.inputs}
+    variables: dict[str, object] = {}
+    shapes = {}
+    for spec in specs:
+        shape = []
+        for axis, dim in enumerate(spec.shape):
+            if dim != -1:
+                shape.append(int(dim))
+                continue
+            dims = model_dims.get(spec.name, [])
+            label = getattr(dims[axis], "value", None) if axis < len(dims) else None
+            name = "".join(ch if ch.isalnum() else "_" for ch in (label or f"{spec.name}_{axis}"))
+            shape.append(variables.setdefault(name, tirx.Var(name, "int64")))
+        shapes[spec.name] = shape
+    return shapes
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[-1 if text.startswith("Traceback") else 0] if text else type(error).__name__
@@ -439,6 +540,28 @@ def integer_power(x, exponent):
     ]
 
 
+def rms_norm(inputs, attrs: dict):
+    """RMSNormalization (float32) as a mean of squares, rsqrt and products, or None for other dtypes.
+
+    TVM's own rms_norm legalizes to one function that the CPU schedules leave as it is: the mean
+    was recomputed for every element, 2 ms for one [1, 1, 2048] token (half of a 1.1B Llama's
+    decode step, 2026-12-03). Spelled out, the mean is its own reduction, computed once."""
+    from tvm import relax
+
+    x, scale = inputs[0], inputs[1]
+    if str(x.ty.dtype) != "float32" or x.ty.ndim < 1:
+        return None
+    ndim = x.ty.ndim
+    axis = int(attrs.get("axis", -1))
+    axes = list(range(axis % ndim, ndim))
+    epsilon = relax.const(float(attrs.get("epsilon", 1e-5)), "float32")
+    mean = relax.op.mean(relax.op.multiply(x, x), axis=axes)  # no kept axes: a row reduction to schedule
+    inverse = relax.op.rsqrt(relax.op.add(mean, epsilon))
+    for axis in axes:
+        inverse = relax.op.expand_dims(inverse, axis)
+    return relax.op.multiply(relax.op.multiply(x, inverse), scale)
+
+
 def exact_gelu(x):
     """0.5 x (1 + erf(x / sqrt 2)) spelled out, so FastMathTransform can vectorise the erf."""
     from tvm import relax
@@ -458,11 +581,13 @@ def import_onnx(
     tuner=None,
     convs: dict | None = None,
     owned: bool = False,
+    release: bool = False,
 ):
     """Relax IRModule of `model` with static input shapes; `kernels` maps linear and Conv node names
     to their kernel; `target` (a TargetInfo) picks target kernels for other ops (attention);
     `convs` (see `mark_private_ops`) says how each Conv kernel is called; `owned`: the caller gives
-    `model` up (it is changed in place)."""
+    `model` up (it is changed in place); `release`: each kernel's arrays are dropped once Relax
+    constants hold them (one copy of the weights at a time)."""
     kernels = kernels or {}
     convs = convs or {}
     for name, dtype in input_dtypes.items():
@@ -473,7 +598,9 @@ def import_onnx(
             )
     patterns = pattern_calls(model)
     marked = mark_private_ops(model, set(kernels) - set(convs), bias_adds or set(), convs, owned)
-    importer = _importer_class()(input_shapes, input_dtypes, kernels, target, tuner, convs, patterns)
+    importer = _importer_class()(input_shapes, input_dtypes, kernels, target, tuner, convs, patterns, release)
     opset = next((o.version for o in marked.opset_import if o.domain in ("", "ai.onnx")), 1)
-    with contextlib.redirect_stdout(io.StringIO()):  # TVM prints each failing op before re-raising
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # TVM prints each failing op before re-raising, and warns for every input name with a dot
+        warnings.filterwarnings("ignore", message="Renaming name")
         return importer.from_onnx(marked.graph, opset)

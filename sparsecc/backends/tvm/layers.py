@@ -84,10 +84,14 @@ def _measured_shapes(model: ir.Model, names: list[str], feeds: dict[str, np.ndar
     return {name: tuple(value.shape) for name, value in zip(names, values)}
 
 
-def find_layers(model: ir.Model, feeds: dict[str, np.ndarray]) -> list[LinearLayer]:
-    """Every layer the lowering gives one of our kernels, with its `m` for these inputs."""
+def find_layers(
+    model: ir.Model, feeds: dict[str, np.ndarray], tokens: int | None = None
+) -> list[LinearLayer]:
+    """Every layer the lowering gives one of our kernels, with its `m` for these inputs. `tokens`: the
+    rows every linear sees where the IR leaves them symbolic (a decoder's one-token step), known
+    without a run (a run of a model past 2 GB would need its weights serialised once more)."""
     candidates = _candidates(model)
-    rows = {node.name: _static_rows(node.inputs[0]) for node, _ in candidates}
+    rows = {node.name: _static_rows(node.inputs[0]) or tokens for node, _ in candidates}
     missing = [node.inputs[0].name for node, _ in candidates if rows[node.name] is None]
     if missing:
         logger.info("measuring the input shapes of %d linear layers with onnxruntime", len(missing))

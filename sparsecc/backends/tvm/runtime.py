@@ -15,14 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from sparsecc.backends.base import TensorSpec, arguments, results
+from sparsecc.backends.generation import DecoderSignature, GeneratesTokens
 from sparsecc.backends.tvm.package import map_arrays, read_package, write_package
 from sparsecc.errors import ArtifactError, SparseccError
 
 LIBRARY = "model.so"
 
 
-class CompiledModel:
-    """A model compiled by sparsecc's TVM backend: call it with numpy arrays or torch tensors."""
+class CompiledModel(GeneratesTokens):
+    """A model compiled by sparsecc's TVM backend: call it with numpy arrays or torch tensors; a decoder
+    compiled with its KV cache also generates (`generate`, `generation`)."""
 
     def __init__(self, library, manifest: dict, weights: list | None = None):
         self._library = library  # tvm.runtime.Module (or Executable) holding the Relax VM program
@@ -65,6 +67,31 @@ class CompiledModel:
         if self._device_weights is None:
             self._device_weights = [_on_device(w, self._device) for w in self._weights]
         return [*(tvm.runtime.tensor(v, self._device) for v in values), *self._device_weights]
+
+    @property
+    def device(self):
+        """The TVM device the model runs on."""
+        self._machine()
+        return self._device
+
+    def call_tensors(self, values: list) -> list:
+        """One call of `main` on inputs already checked (numpy arrays or TVM tensors, in input order);
+        the outputs as TVM tensors, left on the device."""
+        import tvm
+
+        vm = self._machine()
+        if self._device_weights is None:
+            self._device_weights = [_on_device(w, self._device) for w in self._weights]
+        inputs = [
+            v if isinstance(v, tvm.runtime.Tensor) else tvm.runtime.tensor(v, self._device) for v in values
+        ]
+        result = vm["main"](*inputs, *self._device_weights)
+        return list(result) if not isinstance(result, tvm.runtime.Tensor) else [result]
+
+    def _decoder_steps(self, signature: DecoderSignature):
+        from sparsecc.backends.tvm.decoder import TvmDecoderSteps
+
+        return TvmDecoderSteps(self, signature)
 
     def __call__(self, *args, **kwargs):
         values, torch_in = arguments(self.input_specs, args, kwargs)
@@ -172,7 +199,7 @@ def _manifest_problem(manifest: dict) -> str | None:
         return "'target' must hold 'name', 'family' and 'arch' strings"
     if not isinstance(manifest.get("report", []), list):
         return "'report' must be a list"
-    for key, lowest in (("inputs", 0), ("outputs", -1)):
+    for key, lowest in (("inputs", -1), ("outputs", -1)):
         specs = manifest.get(key)
         if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
             return f"'{key}' must be a list of tensor specs"

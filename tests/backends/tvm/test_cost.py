@@ -59,3 +59,15 @@ def test_one_token_one_row_blocks_run_dense():
     assert X86.estimate(CsrFormat(), w, 1).pays  # the CSR decode kernel
     one = AARCH64.estimate(CsrFormat(), w, 1)
     assert not one.pays and "one token" in one.reason
+
+
+def test_csr_at_half_density_pays_for_decode_in_the_bitmap_kernels_bytes():
+    """The decode kernel streams values and 1 bit per weight (0.53x dense at 50%), not CSR's int32 columns."""
+    avx512 = TvmCostModel(
+        resolve_target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "sapphirerapids"})
+    )
+    w = weight(2048, 2048, lambda w: unstructured_mask(w, 0.5))
+    decode = avx512.estimate(CsrFormat(), w, 1)
+    assert decode.pays and decode.kernel == "csr_bitmap_gemv_x86"
+    assert decode.bytes_ratio == pytest.approx(0.5 + 1 / 32, abs=0.01)
+    assert not avx512.estimate(CsrFormat(), w, 128).pays  # prefill: the CSR GEMM does not pay at 50%

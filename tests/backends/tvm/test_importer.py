@@ -93,6 +93,20 @@ def test_constant_of_shape_with_an_empty_shape_gives_a_scalar():
     np.testing.assert_allclose(run_tvm(proto, {"X": x}), x + 3, rtol=1e-6)
 
 
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_rms_normalization_is_spelled_out_and_matches_onnxruntime(axis):
+    """A mean of squares computed once (TVM's rms_norm recomputed it per element)."""
+    proto = onnx.parser.parse_model(f"""<ir_version: 10, opset_import: ["" : 23]>
+        g (float[2, 3, 64] X, float[{"64" if axis == -1 else "3, 64"}] S) => (float[2, 3, 64] Y) {{
+          Y = RMSNormalization<axis = {axis}, epsilon = 0.001>(X, S) }}""")
+    x = RNG.standard_normal((2, 3, 64)).astype(np.float32) * 3
+    scale = RNG.standard_normal((64,) if axis == -1 else (3, 64)).astype(np.float32)
+    want = session.run(proto.SerializeToString(), {"X": x, "S": scale})[0]
+    np.testing.assert_allclose(run_tvm(proto, {"X": x, "S": scale}), want, rtol=1e-5, atol=1e-5)
+    text = import_onnx(proto, {"X": (2, 3, 64), "S": scale.shape}, {"X": "float32", "S": "float32"}).script()
+    assert "R.nn.rms_norm" not in text and "R.mean(" in text
+
+
 def test_small_integer_powers_become_products_and_match_onnxruntime():
     """GPT-2's GELU cubes its input: Pow(x, 3) as x*x*x (a powf call per element otherwise)."""
     proto = onnx.parser.parse_model("""<ir_version: 10, opset_import: ["" : 23]>

@@ -98,6 +98,11 @@ class KernelRule(abc.ABC):
         that dtype (as float32) and the kernel stores them in it; accumulation stays float32.
         """
 
+    def stored_bytes(self, fmt, w: np.ndarray) -> int | None:
+        """Bytes the kernel's own packing of `w` holds, where it differs from the op's storage (a
+        bandwidth-bound decode kernel pays in these); None: the op's storage."""
+        return None
+
     def tile_space(self, weight, m: int, target) -> list[dict]:
         """Tile candidates for a measured grid search, the default first ([]: none, or MetaSchedule)."""
         return []
