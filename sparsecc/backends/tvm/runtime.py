@@ -59,14 +59,18 @@ class CompiledModel(GeneratesTokens):
             self._vm = VirtualMachine(self._library, device)
         return self._vm
 
-    def _arguments(self, values: list[np.ndarray]) -> list:
-        """The inputs as device tensors, followed by the weights (moved to the device once)."""
+    def _arguments(self, values: list) -> list:
+        """The inputs (numpy arrays, or TVM tensors kept as they are) as device tensors, followed by
+        the weights (moved to the device once)."""
         import tvm
 
         self._machine()
         if self._device_weights is None:
             self._device_weights = [_on_device(w, self._device) for w in self._weights]
-        return [*(tvm.runtime.tensor(v, self._device) for v in values), *self._device_weights]
+        inputs = [
+            v if isinstance(v, tvm.runtime.Tensor) else tvm.runtime.tensor(v, self._device) for v in values
+        ]
+        return [*inputs, *self._device_weights]
 
     @property
     def device(self):
@@ -79,13 +83,7 @@ class CompiledModel(GeneratesTokens):
         the outputs as TVM tensors, left on the device."""
         import tvm
 
-        vm = self._machine()
-        if self._device_weights is None:
-            self._device_weights = [_on_device(w, self._device) for w in self._weights]
-        inputs = [
-            v if isinstance(v, tvm.runtime.Tensor) else tvm.runtime.tensor(v, self._device) for v in values
-        ]
-        result = vm["main"](*inputs, *self._device_weights)
+        result = self._machine()["main"](*self._arguments(values))
         return list(result) if not isinstance(result, tvm.runtime.Tensor) else [result]
 
     def _decoder_steps(self, signature: DecoderSignature):

@@ -16,7 +16,7 @@ import onnx_ir as ir
 
 from sparsecc.backends.base import TensorSpec
 from sparsecc.backends.generation import DecoderSignature
-from sparsecc.compiler.frontends.inputs import _numpy_dtype, graph_inputs, input_specs
+from sparsecc.compiler.frontends.inputs import graph_inputs, input_specs, numpy_dtype
 from sparsecc.errors import ModelError
 
 EXAMPLE_PAST = 3  # cache length of the example inputs kernel selection runs on
@@ -44,8 +44,8 @@ def decode_step(model: ir.Model, outputs: list[dict]) -> DecodeStep | None:
     if len(ids_dims) != 2:
         return None
 
-    def length(dim, position: int, name: str) -> int:
-        """The example length of one dimension and whether it stays symbolic (-1 in the spec)."""
+    def length(dim, position: int) -> int:
+        """The example length of one dimension (batch and new tokens 1, the cache EXAMPLE_PAST)."""
         if isinstance(dim, int):
             return dim
         if dim is not None and (dim == ids_dims[0] or dim == ids_dims[1] or position == 0):
@@ -58,9 +58,9 @@ def decode_step(model: ir.Model, outputs: list[dict]) -> DecodeStep | None:
     rng = np.random.default_rng(0)
     for value in graph_inputs(model):
         dims = list(value.shape or ())
-        example = tuple(length(d, i, value.name) for i, d in enumerate(dims))
+        example = tuple(length(d, i) for i, d in enumerate(dims))
         symbolic = tuple(-1 if not isinstance(d, int) and n != 1 else n for d, n in zip(dims, example))
-        dtype = _numpy_dtype(value)
+        dtype = numpy_dtype(value)
         if value.name == signature.ids:
             feeds[value.name] = np.full(example, 1, dtype)
         elif dtype.kind in "iu":

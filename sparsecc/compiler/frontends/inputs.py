@@ -16,7 +16,7 @@ def graph_inputs(model: ir.Model) -> list[ir.Value]:
     return [v for v in model.graph.inputs if v.const_value is None]
 
 
-def _numpy_dtype(value: ir.Value) -> np.dtype:
+def numpy_dtype(value: ir.Value) -> np.dtype:
     return np.dtype(value.dtype.numpy()) if value.dtype is not None else np.dtype(np.float32)
 
 
@@ -65,9 +65,9 @@ def example_feeds(
                 )
         if value.dtype == ir.DataType.STRING and array.dtype.kind in "OUS":
             continue  # strings: numpy keeps them as str_ (.npy files) or objects
-        if array.dtype != _numpy_dtype(value):
+        if array.dtype != numpy_dtype(value):
             raise ModelError(
-                f"example input '{value.name}' has dtype {array.dtype}, the model's input is {_numpy_dtype(value)}"
+                f"example input '{value.name}' has dtype {array.dtype}, the model's input is {numpy_dtype(value)}"
             )
     return {name: np.ascontiguousarray(given[name]) for name in names}
 
@@ -80,7 +80,7 @@ def input_specs(
     if keep_dynamic:
         return [
             TensorSpec(
-                v.name, tuple(d if isinstance(d, int) else -1 for d in (v.shape or ())), str(_numpy_dtype(v))
+                v.name, tuple(d if isinstance(d, int) else -1 for d in (v.shape or ())), str(numpy_dtype(v))
             )
             for v in graph_inputs(model)
         ]
